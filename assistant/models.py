@@ -1,0 +1,44 @@
+"""The models a workspace uses: which generator and embedder, and whether they are ready."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetune.base_model import DEFAULT_GENERATOR, EMBEDDED, resolve_generator
+from ragtune.workspace import Workspace
+from retrieval.embedding import DEFAULT_EMBEDDER, resolve_embedder
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The ``models:`` section of config.yaml."""
+
+    generator: str = DEFAULT_GENERATOR  # embedded name, local HF folder or hub id
+    embedder: str = DEFAULT_EMBEDDER  # embedded name, local sentence-transformers folder or hub id
+
+
+def model_settings(ws: Workspace, **overrides) -> ModelSettings:
+    return ws.settings(ModelSettings, "models", overrides)
+
+
+def describe_models(ws: Workspace, prepare: bool = True) -> list[dict]:
+    """One row per model (role, name, status, path); converts embedded generators if ``prepare``."""
+    settings = model_settings(ws)
+    rows = []
+    names = [settings.generator] + [n for n in EMBEDDED if n != settings.generator]
+    for name in names:
+        role = "generator" if name == settings.generator else "available"
+        if name in EMBEDDED and not prepare:
+            target = ws.models_dir / name
+            ready = (target / "model.safetensors").exists()
+            rows.append({"role": role, "name": name, "status": "ready" if ready else "not converted", "path": str(target)})
+            continue
+        if role == "available":
+            rows.append({"role": role, "name": name, "status": "embedded", "path": EMBEDDED[name].package})
+            continue
+        path = resolve_generator(name, ws.models_dir)
+        rows.append({"role": role, "name": name, "status": "ready" if Path(path).exists() else "hub id", "path": str(path)})
+    emb = resolve_embedder(settings.embedder)
+    rows.append({"role": "embedder", "name": settings.embedder, "status": "ready" if Path(emb).exists() else "hub id", "path": emb})
+    return rows

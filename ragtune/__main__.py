@@ -1,0 +1,3 @@
+from ragtune.cli import main
+
+raise SystemExit(main())
