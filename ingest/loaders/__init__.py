@@ -1,0 +1,41 @@
+"""Document loaders, one module per format, registered by file extension.
+
+``load_document(path)`` picks the loader from the extension and returns an ``ExtractedDocument``;
+every problem a user can cause (missing file, unsupported type, empty, binary, corrupt, encrypted)
+comes back as one ``IngestError`` naming the file, the reason and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ingest.errors import IngestError
+from ingest.loaders.document import ExtractedDocument
+from ingest.loaders.markdown import load_markdown
+from ingest.loaders.text import load_text
+
+__all__ = ["ExtractedDocument", "LOADERS", "SUPPORTED_EXTENSIONS", "load_document"]
+
+LOADERS: dict[str, Callable[[Path, str], ExtractedDocument]] = {
+    ".txt": load_text,
+    ".text": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+}
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(LOADERS)
+
+
+def load_document(path: Path, source: str | None = None) -> ExtractedDocument:
+    """Load one file with the loader for its extension; ``source`` (default: ``str(path)``) names it."""
+    path = Path(path)
+    source = source if source is not None else str(path)
+    if not path.exists():
+        raise IngestError(source, "no such file; check the path")
+    if not path.is_file():
+        raise IngestError(source, "not a regular file; pass files, or a folder to the ingest command")
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        kind = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        raise IngestError(source, f"unsupported file type ({kind}); supported: {', '.join(sorted(SUPPORTED_EXTENSIONS))}")
+    return loader(path, source)
