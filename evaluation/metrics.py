@@ -26,7 +26,8 @@ from evaluation.style import StyleCheck
 from retrieval.citations import CITATION_PATTERN, is_abstention
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
+_PUNCT = set(string.punctuation) - {"$"}
+_APOSTROPHES = re.compile("[\u2018\u2019\u02bc\u0060\u00b4]")
 
 # Function words that say nothing about grounding (SMART/NLTK-style list, trimmed).
 STOPWORDS = frozenset("""
@@ -44,9 +45,11 @@ yours yourself yourselves according documents document answer cited cite
 def normalize_answer(text: str) -> str:
     """SQuAD-style normalisation: drop [n] citations, lower-case, drop punctuation and articles, squeeze spaces."""
     text = CITATION_PATTERN.sub(" ", text or "")
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if (ch in _PUNCT or unicodedata.category(ch).startswith("P")) and ch not in ".,'" else ch
-                   for ch in text)
+    text = _APOSTROPHES.sub("'", unicodedata.normalize("NFKC", text).lower())
+    # punctuation becomes a space (except . , ' handled below); currency symbols become words of their own
+    text = "".join(f" {ch} " if unicodedata.category(ch) == "Sc"
+                   else " " if (ch in _PUNCT or unicodedata.category(ch).startswith("P")) and ch not in ".,'"
+                   else ch for ch in text)
     # "1,200" and "3.5" keep their digits together; a full stop or comma between words separates them.
     text = re.sub(r"(?<=\d)[.,](?=\d)", "", text)
     text = re.sub(r"[.,']", lambda m: "" if m.group(0) == "'" else " ", text)

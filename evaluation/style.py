@@ -3,8 +3,8 @@
 A ``style_checks.yaml`` maps a check's name to its rules::
 
     house_voice:
-      required_phrases: ["Kind regards"]     # each must appear (case-insensitive)
-      forbidden_phrases: ["as an AI"]
+      required_phrases: ["Kind regards"]     # each must appear (case-sensitive)
+      forbidden_phrases: ["as an AI"]        # none may appear (case-insensitive)
       regex: "\\[\\d+\\]"                    # must match somewhere (re.search)
       max_words: 60
       min_words: 5
@@ -48,7 +48,7 @@ def _phrases(value: Any) -> list[str]:
 
 
 RULES: dict[str, Callable[[str, Any], bool]] = {
-    "required_phrases": lambda t, v: all(p.lower() in t.lower() for p in _phrases(v)),
+    "required_phrases": lambda t, v: all(p in t for p in _phrases(v)),
     "forbidden_phrases": lambda t, v: not any(p.lower() in t.lower() for p in _phrases(v)),
     "regex": lambda t, v: all(re.search(p, t, re.MULTILINE) for p in _phrases(v)),
     "max_words": lambda t, v: _words(t) <= int(v),

@@ -149,3 +149,14 @@ def test_latency_percentiles_and_tokens_per_second():
     assert agg["latency_p50_s"] == 3.0
     assert agg["latency_p95_s"] == pytest.approx(4.8)
     assert agg["tokens_per_s"] == 30.0
+
+
+def test_curly_apostrophes_and_currency_symbols_normalise_like_plain_ones():
+    assert normalize_answer("Heron’s Gift") == normalize_answer("Heron's Gift") == normalize_answer("Herons Gift")
+    assert contains_answer("A ticket costs €19.80 [1].", "19,80")
+    assert contains_answer("A ticket costs €19.80 [1].", "€19.80")
+
+
+def test_required_phrases_are_case_sensitive():
+    check = parse_style_check("house", {"required_phrases": ["Good tide!"]})
+    assert check.passes("Good tide! Yes.") and not check.passes("good tide! yes.")

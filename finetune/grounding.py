@@ -1,0 +1,341 @@
+"""RAFT-style grounding data from any knowledge base, with no external model.
+
+Each example is the exact inference prompt (``retrieval.citations.grounded_messages``) over k
+numbered documents and the answer a grounded model should give:
+
+- a question made from one sentence of an *oracle* chunk: the sentence's salient span (a date,
+  an amount, a number, a name, a code) becomes a wh-phrase ("Who leads the Oslo office?",
+  "The office opened in what year?") or a blank ("Fill in the blank: ..."); the answer quotes
+  the sentence and cites the oracle as [n];
+- the oracle placed at a random position among the chunks the KB's own search returns for the
+  question (hard distractors, none containing the answer span);
+- for a share of examples (``abstain_share``) no oracle at all, and the answer is ``NO_ANSWER``.
+
+The adapter trained on this learns to find the fact in the context and cite it, and to refuse
+when it is absent: skills that transfer to knowledge bases it has never seen. Questions whose
+sentence holds an evaluation answer, or that repeat an evaluation question, are left out so an
+evaluation never scores memorised answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from finetune.errors import DatasetError
+from retrieval.citations import NO_ANSWER, grounded_messages
+from retrieval.records import Chunk
+
+log = logging.getLogger(__name__)
+
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December|"
+           "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
+_UNIT = r"[a-z][a-z-]{2,}"
+# (kind, pattern, wh-phrase). The first pattern that matches a sentence wins, in this order.
+SPAN_PATTERNS: list[tuple[str, re.Pattern, str]] = [
+    ("date", re.compile(rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}"
+                        rf"(?:st|nd|rd|th)?,?\s+\d{{4}}|(?:{_MONTHS})\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}})\b"), "what date"),
+    ("money", re.compile(r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[kKmM]))?\b|"
+                         r"\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|NOK|SEK|DKK|dollars|euros|pounds|kroner)\b)"),
+     "how much"),
+    ("percent", re.compile(r"\b\d+(?:\.\d+)?\s?(?:%|percent\b|per cent\b)"), "what percentage"),
+    ("time", re.compile(r"\b\d{1,2}[:.]\d{2}\s?(?:[ap]\.?m\.?)?(?=\W|$)|\b\d{1,2}\s?[ap]\.?m\.?(?=\W|$)", re.I),
+     "what time"),
+    ("code", re.compile(r"\b[A-Z]{2,}[-_]?\d[\w-]*\b|\b[A-Z]+-[A-Z0-9]+\b"), "what code"),
+    ("quantity", re.compile(rf"\b\d[\d,]*(?:\.\d+)?(?=\s+{_UNIT}\b)"), "how many"),
+    ("year", re.compile(r"\b(?:19|20)\d{2}\b"), "what year"),
+    ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -](?:of |de |van |von |and )?[A-Z][a-z]+)+\b"), "who or what"),
+    ("number", re.compile(r"\b\d[\d,]*(?:\.\d+)?\b"), "what number"),
+]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
+@dataclass(frozen=True)
+class GroundingSettings:
+    """How ``build_grounding_set`` makes its examples."""
+
+    n_examples: int = 400
+    k: int = 4  # documents per prompt: the oracle plus k-1 distractors (k distractors when abstaining)
+    abstain_share: float = 0.2  # share of examples without the oracle, answered with NO_ANSWER
+    cloze_share: float = 0.3  # share of answerable examples asked as "Fill in the blank"
+    min_words: int = 6  # sentences shorter or longer than this are not used as facts
+    max_words: int = 45
+    retrieval_mode: str = "hybrid"  # how distractors are found (the KB's own search)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n_examples < 1:
+            raise ValueError("n_examples must be at least 1")
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1:
+            raise ValueError("abstain_share and cloze_share must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A sentence of a chunk and the span a question asks for."""
+
+    chunk: Chunk
+    sentence: str
+    span: str
+    kind: str
+    span_start: int  # offset of the span inside the sentence
+
+
+@dataclass(frozen=True)
+class GroundingExample:
+    """One training conversation and where its answer came from."""
+
+    messages: list[dict]
+    question: str
+    answer: str
+    kind: str  # "question", "cloze" or "abstain"
+    span: str
+    oracle_chunk_id: str | None
+    oracle_position: int | None  # the n of the [n] the answer cites; None when abstaining
+    context_chunk_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """``{"messages": [...], "meta": {...}}``: chat-messages format plus provenance."""
+        meta = asdict(self)
+        meta.pop("messages")
+        return {"messages": self.messages, "meta": meta}
+
+
+def build_grounding_set(kb, n_examples: int | None = None, *, settings: GroundingSettings | None = None,
+                        exclude: Iterable = (), progress: bool = False, **overrides) -> list[GroundingExample]:
+    """Build ``n_examples`` grounded QA conversations from ``kb``'s chunks (see the module docstring).
+
+    kb: anything with ``iter_chunks()`` and ``search(query, k, mode)`` (a ``KnowledgeBase``).
+    exclude: evaluation questions to keep out: ``QAItem``s, dicts with ``question``/``answers``,
+    or plain strings (each an answer or a question).
+    overrides: fields of ``GroundingSettings`` (``k``, ``abstain_share``, ``seed``...).
+    """
+    base = settings or GroundingSettings()
+    if n_examples is not None:
+        overrides["n_examples"] = n_examples
+    settings = GroundingSettings(**{**asdict(base), **overrides})
+    rng = random.Random(settings.seed)
+    chunks = list(kb.iter_chunks())
+    if not chunks:
+        raise DatasetError("the knowledge base is empty: ingest documents first (ragtune ingest PATH --kb NAME)")
+    guard = LeakageGuard(exclude)
+    facts_by_chunk = [f for f in (extract_facts(c, settings) for c in chunks) if f]
+    facts_by_chunk = [[f for f in facts if not guard.leaks(f.sentence)] for facts in facts_by_chunk]
+    facts_by_chunk = [facts for facts in facts_by_chunk if facts]
+    if not facts_by_chunk:
+        raise DatasetError("no sentence in the knowledge base has a date, number, amount, code or name to ask about "
+                           "(or all of them hold evaluation answers); add more documents")
+    facts = _spread(facts_by_chunk, settings.n_examples, rng)
+    n_abstain = round(settings.n_examples * settings.abstain_share)
+    abstain = set(rng.sample(range(len(facts)), min(n_abstain, len(facts))))
+    examples = []
+    for i, fact in enumerate(tqdm(facts, desc="grounding set", unit="ex", disable=not progress)):
+        cloze = rng.random() < settings.cloze_share
+        question = cloze_question(fact) if cloze else wh_question(fact)
+        if guard.repeats(question):
+            continue
+        distractors = _distractors(kb, question, fact, settings, chunks, rng)
+        if i in abstain:
+            context = distractors[: settings.k]
+            answer, position, kind = NO_ANSWER, None, "abstain"
+        else:
+            context = distractors[: settings.k - 1]
+            position = rng.randint(0, len(context))
+            context.insert(position, fact.chunk)
+            position += 1
+            answer, kind = quote_answer(fact, position), "cloze" if cloze else "question"
+        messages = grounded_messages(question, context) + [{"role": "assistant", "content": answer}]
+        examples.append(GroundingExample(messages, question, answer, kind, fact.span,
+                                         fact.chunk.chunk_id if position else None, position,
+                                         [c.chunk_id for c in context]))
+    log.info("grounding set: %d examples (%d abstain) from %d chunks with facts", len(examples),
+             sum(e.kind == "abstain" for e in examples), len(facts_by_chunk))
+    return examples
+
+
+def write_grounding_set(examples: Sequence[GroundingExample], path: str | Path, meta: bool = False) -> Path:
+    """Write examples as chat-messages JSONL (``{"messages": [...]}`` per line; with ``meta``, provenance too)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for ex in examples:
+            row = ex.to_dict() if meta else {"messages": ex.messages}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+# --- facts and questions -------------------------------------------------------------------
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items of ``text``, bullets stripped, whitespace squeezed."""
+    out = []
+    for part in _SENTENCE_END.split(text):
+        part = " ".join(_BULLET.sub("", part).split())
+        if part:
+            out.append(part)
+    return out
+
+
+def find_span(sentence: str) -> tuple[str, str, int] | None:
+    """The sentence's most salient span as (kind, text, offset), or None."""
+    for kind, pattern, _ in SPAN_PATTERNS:
+        for match in pattern.finditer(sentence):
+            span = match.group(0).strip().rstrip(".,")
+            if kind == "name" and match.start() == 0 and " " not in span:
+                continue
+            if span and span.lower() != sentence.lower():
+                return kind, span, match.start()
+    return None
+
+
+def extract_facts(chunk: Chunk, settings: GroundingSettings = GroundingSettings()) -> list[Fact]:
+    """Sentences of ``chunk`` that state something askable (a span), within the word limits."""
+    facts = []
+    for sentence in split_sentences(chunk.text):
+        words = len(sentence.split())
+        if not settings.min_words <= words <= settings.max_words or not sentence[-1:] in ".!?":
+            continue
+        found = find_span(sentence)
+        if found:
+            kind, span, start = found
+            facts.append(Fact(chunk, sentence, span, kind, start))
+    return facts
+
+
+_WH = {kind: wh for kind, _, wh in SPAN_PATTERNS}
+
+
+def wh_question(fact: Fact) -> str:
+    """The sentence with its span replaced by a wh-phrase: fronted when the span opens the sentence
+    ("Who leads the Oslo office?"), an echo question otherwise ("The office opened in what year?")."""
+    wh = _WH[fact.kind]
+    if fact.kind == "name":
+        wh = "who" if fact.span_start == 0 else "whom" if _before(fact).lower().rstrip().endswith(("by", "to", "with", "of", "for", "from")) else "what"
+    elif fact.kind == "date" and not re.search(r"\d{1,2}\D+\d{4}|\d{4}-", fact.span):
+        wh = "what month and year"
+    before, after = _before(fact), fact.sentence[fact.span_start + len(fact.span):]
+    body = f"{before}{wh}{after}".strip().rstrip(".!?").rstrip()
+    return body[0].upper() + body[1:] + "?"
+
+
+def cloze_question(fact: Fact) -> str:
+    """``Fill in the blank: <sentence with the span as _____>``."""
+    blanked = _before(fact) + "_____" + fact.sentence[fact.span_start + len(fact.span):]
+    return f"Fill in the blank: {blanked}"
+
+
+def quote_answer(fact: Fact, n: int) -> str:
+    """The sentence, quoted, citing its document as [n] before the final punctuation."""
+    sentence = fact.sentence.rstrip()
+    end = sentence[-1] if sentence[-1] in ".!?" else "."
+    return f"{sentence.rstrip('.!?').rstrip()} [{n}]{end}"
+
+
+def _before(fact: Fact) -> str:
+    return fact.sentence[: fact.span_start]
+
+
+# --- distractors and leakage ---------------------------------------------------------------
+
+def _distractors(kb, question: str, fact: Fact, settings: GroundingSettings, chunks: list[Chunk],
+                 rng: random.Random) -> list[Chunk]:
+    """Chunks the KB's search returns for the question, without the oracle or any chunk holding the span;
+    random chunks fill up when the search returns too few."""
+    span = f" {_norm(fact.span)} "
+
+    def usable(chunk: Chunk) -> bool:
+        return chunk.chunk_id != fact.chunk.chunk_id and span not in f" {_norm(chunk.text)} "
+
+    picked: list[Chunk] = []
+    try:
+        hits = kb.search(question, k=settings.k * 3 + 2, mode=settings.retrieval_mode)
+    except TypeError:  # a search without modes
+        hits = kb.search(question, k=settings.k * 3 + 2)
+    for hit in hits:
+        chunk = getattr(hit, "chunk", hit)
+        if usable(chunk) and chunk.chunk_id not in {c.chunk_id for c in picked}:
+            picked.append(chunk)
+        if len(picked) == settings.k:
+            return picked
+    pool = [c for c in rng.sample(chunks, min(len(chunks), settings.k * 4 + 4)) if usable(c)]
+    for chunk in pool:
+        if len(picked) == settings.k:
+            break
+        if chunk.chunk_id not in {c.chunk_id for c in picked}:
+            picked.append(chunk)
+    return picked
+
+
+class LeakageGuard:
+    """Keeps evaluation answers and questions out of training data."""
+
+    def __init__(self, exclude: Iterable = ()):
+        self.answers: list[str] = []
+        self.questions: list[set[str]] = []
+        for item in exclude:
+            if isinstance(item, str):
+                self.answers.append(_norm(item))
+                self.questions.append(set(_content(item)))
+                continue
+            get = item.get if isinstance(item, dict) else lambda k, d=None, it=item: getattr(it, k, d)
+            self.answers.extend(_norm(a) for a in (get("answers", ()) or ()))
+            if get("question"):
+                self.questions.append(set(_content(get("question"))))
+        self.answers = [a for a in self.answers if len(a) >= 2]
+        self.questions = [q for q in self.questions if q]
+
+    def leaks(self, sentence: str) -> bool:
+        """True if ``sentence`` contains an evaluation answer (whole words, normalised)."""
+        padded = f" {_norm(sentence)} "
+        return any(f" {a} " in padded for a in self.answers)
+
+    def repeats(self, question: str) -> bool:
+        """True if ``question`` shares 70% or more of an evaluation question's content words."""
+        words = set(_content(question))
+        return any(len(words & q) >= 0.7 * len(q) for q in self.questions)
+
+
+_STOP = frozenset("a an the of in on at to for by with from and or is are was were be been what who whom when "
+                  "where which how many much does do did fill blank".split())
+
+
+def _norm(text: str) -> str:
+    text = re.sub(r"\[\d{1,3}\]", " ", text.lower())
+    text = re.sub(r"(?<=\d)[.,](?=\d)", "", text)
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def _content(text: str) -> list[str]:
+    return [w for w in _norm(text).split() if w not in _STOP]
+
+
+def _spread(facts_by_chunk: list[list[Fact]], n: int, rng: random.Random) -> list[Fact]:
+    """``n`` facts spread over chunks: round-robin over shuffled chunks, one fact per chunk per pass;
+    when every fact is used, the set repeats with fresh question forms."""
+    pools = [rng.sample(f, len(f)) for f in facts_by_chunk]
+    rng.shuffle(pools)
+    ordered: list[Fact] = []
+    depth = 0
+    while len(ordered) < sum(len(p) for p in pools):
+        ordered.extend(p[depth] for p in pools if depth < len(p))
+        depth += 1
+    return [ordered[i % len(ordered)] for i in range(n)]
+
+
+def grounding_fingerprint(examples: Sequence[GroundingExample]) -> str:
+    """A short hash of the examples' messages (to tell two grounding sets apart)."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps(ex.messages, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
