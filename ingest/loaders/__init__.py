@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Callable
 
 from ingest.errors import IngestError
+from ingest.loaders.docx import load_docx
 from ingest.loaders.document import ExtractedDocument
+from ingest.loaders.html import load_html
 from ingest.loaders.markdown import load_markdown
+from ingest.loaders.pdf import load_pdf
 from ingest.loaders.text import load_text
 
 __all__ = ["ExtractedDocument", "LOADERS", "SUPPORTED_EXTENSIONS", "load_document"]
@@ -22,6 +25,10 @@ LOADERS: dict[str, Callable[[Path, str], ExtractedDocument]] = {
     ".text": load_text,
     ".md": load_markdown,
     ".markdown": load_markdown,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
 }
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(LOADERS)
 
