@@ -73,12 +73,18 @@ def cmd_models(args) -> int:
 # --- knowledge base: ingest / remove / kb / search ----------------------------------------
 
 def cmd_ingest(args) -> int:
+    from assistant.models import model_settings
+    from ingest.chunking import ChunkingSettings
     from ingest.pipeline import ingest_paths
-    from retrieval.knowledge_base import KnowledgeBase
+    from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseSettings
 
     ws = _workspace(args)
-    kb = KnowledgeBase.open(ws.kb_path(args.kb), embedder=args.embedder, create=True)
-    report = ingest_paths(kb, args.paths, progress=not (args.quiet or args.json))
+    path = ws.kb_path(args.kb)
+    # config.yaml's embedder and kb settings only shape a new KB; an existing one keeps its own
+    embedder = args.embedder or (None if KnowledgeBase.exists(path) else model_settings(ws).embedder)
+    kb = KnowledgeBase.open(path, embedder=embedder, create=True, settings=ws.settings(KnowledgeBaseSettings, "kb"))
+    report = ingest_paths(kb, args.paths, progress=not (args.quiet or args.json),
+                          settings=ws.settings(ChunkingSettings, "chunking"))
     _emit(args, report.to_dict(), report.summary_line())
     for failure in report.failed:
         print(f"error: {failure.source}: {failure.reason}", file=sys.stderr)

@@ -1,0 +1,400 @@
+"""``KnowledgeBase``: a named folder of documents, chunks and vectors you can search.
+
+Open one with ``KnowledgeBase.open(path, create=True)``; write to it through ``writer()`` (the
+ingest pipeline does), read from it with ``search`` and the listing methods. Any number of
+readers, in any processes, run alongside the one writer: SQLite's WAL gives each read one
+consistent generation, and the in-memory FAISS index follows that generation (see store.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from retrieval.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
+from retrieval.errors import KBLockedError, RetrievalError
+from retrieval.records import Chunk, DocumentInfo, Hit
+from retrieval.search import MODES, fts_query, maximal_marginal_relevance, reciprocal_rank_fusion
+from retrieval.store import (DB_NAME, SCHEMA_VERSION, DocumentWrite, StoreReader, StoreWriter, VectorIndex,
+                             connect, create_schema, read_meta, snapshot_path)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LOCK_FILE = "write.lock"
+PAUSE_ENV = "RAGTUNE_TEST_PAUSE_AT"  # test hook: comma-separated store pause points (see StoreWriter._pause)
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseSettings:
+    """The ``kb:`` section of config.yaml; fixed when a knowledge base is created."""
+
+    index: str = "flat"  # flat: exact search (fine to ~1M chunks); ivf: approximate, for millions of chunks
+    nprobe: int = 32  # ivf only: lists probed per query; higher raises recall and latency
+
+    def __post_init__(self):
+        if self.index not in ("flat", "ivf"):
+            raise ValueError(f"index must be 'flat' or 'ivf', got {self.index!r}")
+        if self.nprobe < 1:
+            raise ValueError(f"nprobe must be at least 1, got {self.nprobe}")
+
+
+class KnowledgeBase:
+    """A knowledge base folder: SQLite + FAISS store, its embedder, search and inspection."""
+
+    def __init__(self, path: Path, meta: dict[str, str]):
+        self.path = path
+        self.name = path.name
+        self.embedder_name = meta["embedder"]
+        self.settings = KnowledgeBaseSettings(index=meta.get("index", "flat"), nprobe=int(meta.get("nprobe", 32)))
+        self._embedder: Embedder | None = None
+        self._conn = connect(path / DB_NAME)
+        self._reader = StoreReader(self._conn)
+        self._index = VectorIndex(path, self.settings.index, self.settings.nprobe)
+        self._lock = threading.RLock()
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, embedder: str | None = None, create: bool = False,
+             settings: KnowledgeBaseSettings | None = None) -> "KnowledgeBase":
+        """Open the knowledge base at ``path``; with ``create``, make it if missing.
+
+        ``embedder`` and ``settings`` apply when creating; the embedder is then fixed for the KB's
+        life (saved in kb.sqlite and manifest.json) and a different one is an error.
+        """
+        path = Path(path)
+        if not cls.exists(path):
+            if not create:
+                raise RetrievalError(f"no knowledge base '{path.name}' at {path}; "
+                                     f"create it with: ragtune ingest PATH --kb {path.name}")
+            cls._create(path, embedder or DEFAULT_EMBEDDER, settings or KnowledgeBaseSettings())
+        conn = connect(path / DB_NAME)
+        try:
+            meta = read_meta(conn)
+        finally:
+            conn.close()
+        if int(meta.get("schema", 0)) != SCHEMA_VERSION:
+            raise RetrievalError(f"knowledge base '{path.name}' has store schema {meta.get('schema')}, this ragtune "
+                                 f"reads {SCHEMA_VERSION}; re-create it with: ragtune ingest PATH --kb NEW_NAME")
+        if embedder and not _same_embedder(embedder, meta["embedder"]):
+            raise RetrievalError(f"knowledge base '{path.name}' was built with embedder {meta['embedder']!r}, not "
+                                 f"{embedder!r}; its vectors only match that embedder. Use another --kb for a new one")
+        kb = cls(path, meta)
+        if not (path / MANIFEST).exists():
+            kb._write_manifest()
+        return kb
+
+    @staticmethod
+    def exists(path: Path | str) -> bool:
+        """Whether ``path`` holds a knowledge base."""
+        return (Path(path) / DB_NAME).is_file()
+
+    @classmethod
+    def _create(cls, path: Path, embedder: str, settings: KnowledgeBaseSettings) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        with _write_lock(path):
+            if cls.exists(path):
+                return  # another process created it while we waited
+            conn = connect(path / DB_NAME)
+            try:
+                create_schema(conn, {"embedder": embedder, "index": settings.index, "nprobe": str(settings.nprobe),
+                                     "created_at": _now()})
+            finally:
+                conn.close()
+        log.info("created knowledge base %s (embedder %s, index %s)", path, embedder, settings.index)
+
+    def close(self) -> None:
+        """Close the SQLite connection (the object is unusable afterwards)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "KnowledgeBase":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({str(self.path)!r}, embedder={self.embedder_name!r})"
+
+    @property
+    def embedder(self) -> Embedder:
+        """The KB's embedder (the model itself loads on first use)."""
+        if self._embedder is None:
+            self._embedder = Embedder(self.embedder_name)
+        return self._embedder
+
+    # -- reading -------------------------------------------------------------------------
+    @contextmanager
+    def _read(self, with_index: bool = False) -> Iterator[StoreReader]:
+        """One consistent snapshot of the store (and the FAISS index synced to it)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                if with_index:
+                    self._index.sync(self._conn)
+                yield self._reader
+            finally:
+                self._conn.execute("COMMIT")
+
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", source_prefix: str | None = None,
+               mmr: float | None = None) -> list[Hit]:
+        """The ``k`` best chunks for ``query``.
+
+        mode: ``dense`` (embeddings, cosine), ``bm25`` (FTS5) or ``hybrid`` (reciprocal rank fusion of both).
+        source_prefix: only documents whose source starts with it (a relative path is also tried absolute).
+        mmr: lambda in [0, 1] to diversify the hits by maximal marginal relevance (1.0 = relevance only);
+        hits then come in MMR order and keep their relevance score.
+        """
+        if mode not in MODES:
+            raise RetrievalError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if not isinstance(k, int) or k < 1:
+            raise RetrievalError(f"k must be a positive integer, got {k!r}")
+        if mmr is not None and not 0.0 <= mmr <= 1.0:
+            raise RetrievalError(f"mmr lambda must be between 0 and 1, got {mmr}")
+        query = (query or "").strip()
+        if not query:
+            raise RetrievalError("the query is empty; give some words to search for")
+        with self._read() as reader:
+            if not reader.counts()["chunks"]:
+                return []
+        needs_vector = mode != "bm25" or mmr is not None
+        qvec = self._embed_query(query) if needs_vector else None
+        pool = max(50, 4 * k)
+        prefixes = _prefixes(source_prefix)
+        with self._read(with_index=mode != "bm25") as reader:
+            dense, sparse = [], []
+            if mode in ("dense", "hybrid"):
+                allowed = reader.ids_with_source_prefix(prefixes) if prefixes else None
+                dense = self._index.search(qvec, pool, allowed)
+            if mode in ("bm25", "hybrid"):
+                sparse = reader.bm25(fts_query(query), pool, prefixes)
+            if mode == "dense":
+                ranked = dense
+            elif mode == "bm25":
+                ranked = sparse
+            else:
+                ranked = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in sparse]])
+            if mmr is not None and ranked:
+                ids = [i for i, _ in ranked]
+                vecs = reader.vectors(ids, qvec.shape[0])
+                ids = [i for i in ids if i in vecs]
+                order = maximal_marginal_relevance(qvec, np.stack([vecs[i] for i in ids]), k, mmr)
+                scores = dict(ranked)
+                ranked = [(ids[j], scores[ids[j]]) for j in order]
+            ranked = ranked[:k]
+            chunks = reader.chunks_by_ids([i for i, _ in ranked])
+        hits = [(chunks[i], s) for i, s in ranked if i in chunks]
+        return [Hit(chunk=c, score=float(s), rank=r) for r, (c, s) in enumerate(hits, start=1)]
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        vec = self.embedder.embed_query(query)
+        with self._read() as reader:
+            dimension = int(reader.meta().get("dimension") or 0)
+        if dimension and vec.shape[0] != dimension:
+            raise RetrievalError(f"embedder {self.embedder_name!r} gives {vec.shape[0]}-dimensional vectors but "
+                                 f"knowledge base '{self.name}' holds {dimension}-dimensional ones")
+        return vec
+
+    def list_documents(self) -> list[DocumentInfo]:
+        """Every document, sorted by source."""
+        with self._read() as reader:
+            return reader.documents()
+
+    def get_chunks(self, chunk_ids: list[str]) -> list[Chunk]:
+        """The chunks with these ids, in the order given; ids not stored are skipped."""
+        with self._read() as reader:
+            ids = reader.ids_for_chunk_ids(list(chunk_ids))
+            chunks = reader.chunks_by_ids(ids.values())
+        return [chunks[ids[c]] for c in chunk_ids if c in ids]
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        """Every chunk, by source then position, from one consistent snapshot (its own connection)."""
+        conn = connect(self.path / DB_NAME)
+        try:
+            conn.execute("BEGIN")
+            yield from StoreReader(conn).iter_chunks()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def document_path(self, source: str) -> Path | None:
+        """The file to open or download for ``source``, if it is a path that still exists."""
+        path = Path(source)
+        return path if path.is_absolute() and path.is_file() else None
+
+    def stats(self) -> dict:
+        """Counts, embedder, dimension, index, generation and size on disk."""
+        with self._read(with_index=True) as reader:
+            counts, meta = reader.counts(), reader.meta()
+            index = self._index.describe()
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {
+            "name": self.name, "path": str(self.path), **counts,
+            "embedder": meta["embedder"], "dimension": int(meta.get("dimension") or 0) or None,
+            "index": index, "generation": int(meta["generation"]), "snapshot": int(meta["snapshot"]),
+            "size_on_disk": _human_bytes(size), "size_bytes": size, "created_at": meta.get("created_at"),
+        }
+
+    def check(self) -> list[str]:
+        """[] when consistent; else one line per problem. A lost or stale FAISS snapshot is rebuilt."""
+        problems: list[str] = []
+        fresh = VectorIndex(self.path, self.settings.index, self.settings.nprobe)
+        with self._read() as reader:
+            problems += reader.problems()
+            fresh.sync(self._conn)
+            chunk_ids = np.fromiter((r[0] for r in self._conn.execute("SELECT id FROM chunks")), dtype=np.int64)
+            meta = reader.meta()
+        index_ids = fresh.ids()
+        missing = np.setdiff1d(chunk_ids, index_ids)
+        orphans = np.setdiff1d(index_ids, chunk_ids)
+        if len(missing):
+            problems.append(f"{len(missing)} chunks have no vector in the FAISS index")
+        if len(orphans):
+            problems.append(f"{len(orphans)} orphan vectors in the FAISS index have no chunk")
+        if len(index_ids) != len(np.unique(index_ids)):
+            problems.append("the FAISS index holds duplicate ids")
+        if fresh.problem:
+            problems.append(fresh.problem + self._repair_snapshot())
+        manifest = self._read_manifest()
+        if manifest is None or manifest.get("embedder") != meta["embedder"]:
+            problems.append(f"{MANIFEST} was missing or out of date; rewritten")
+            self._write_manifest()
+        return problems
+
+    def _repair_snapshot(self) -> str:
+        try:
+            with self.writer() as writer:
+                generation = writer.compact()
+        except KBLockedError as exc:
+            return f"; not saved: {exc}"
+        return f"; saved as {snapshot_path(self.path, generation).name}"
+
+    # -- writing -------------------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator["KnowledgeBaseWriter"]:
+        """Hold the one-writer lock for the block; raises KBLockedError if another process has it."""
+        pause = frozenset(p for p in os.environ.get(PAUSE_ENV, "").split(",") if p)
+        with _write_lock(self.path):
+            store = StoreWriter(self.path, self.settings.index, self.settings.nprobe, crash_points=pause)
+            try:
+                yield KnowledgeBaseWriter(self, store)
+            finally:
+                store.close()
+        self._write_manifest()
+
+    def _read_manifest(self) -> dict | None:
+        try:
+            return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _write_manifest(self) -> None:
+        """The readable twin of kb.sqlite's meta: what built this KB and how to open it."""
+        from ragtune import __version__
+
+        with self._read() as reader:
+            meta, counts = reader.meta(), reader.counts()
+        manifest = {
+            "name": self.name, "embedder": meta["embedder"], "dimension": int(meta.get("dimension") or 0) or None,
+            "index": asdict(self.settings), "documents": counts["documents"], "chunks": counts["chunks"],
+            "generation": int(meta["generation"]), "snapshot": snapshot_path(self.path, int(meta["snapshot"])).name
+            if int(meta["snapshot"]) else None, "created_at": meta.get("created_at"), "schema": int(meta["schema"]),
+            "ragtune": __version__,
+            "files": {DB_NAME: "documents, chunks, vectors (float32), FTS5 BM25 index; the source of truth",
+                      "vectors.<generation>.faiss": "FAISS snapshot derived from kb.sqlite; rebuilt if lost"},
+        }
+        tmp = self.path / f".{MANIFEST}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path / MANIFEST)
+
+
+class KnowledgeBaseWriter:
+    """What the one writer may do: look up stored documents and write atomic batches."""
+
+    def __init__(self, kb: KnowledgeBase, store: StoreWriter):
+        self.kb = kb
+        self._store = store
+
+    def document_state(self, source: str) -> tuple[str, dict] | None:
+        """(sha256, chunking settings) of the stored document ``source``, or None."""
+        return self._store.reader.document_state(source)
+
+    def sources(self) -> list[str]:
+        """Every stored source."""
+        return self._store.reader.sources()
+
+    def write(self, upserts: list[DocumentWrite] = (), removals: list[str] = ()) -> int:
+        """Replace/insert ``upserts`` and delete ``removals`` in one transaction; returns the new generation."""
+        return self._store.write(list(upserts), list(removals))
+
+    def compact(self) -> int:
+        """Rewrite the FAISS snapshot to hold everything (normally automatic)."""
+        return self._store.compact()
+
+
+@contextmanager
+def _write_lock(folder: Path) -> Iterator[None]:
+    """The one-writer lock: an fcntl lock on write.lock, which holds the writer's pid."""
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise KBLockedError(f"knowledge base '{folder.name}' is locked by pid {holder} (ingest running?); "
+                                "wait or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _same_embedder(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return resolve_embedder(a) == resolve_embedder(b)
+    except Exception:  # an embedder that cannot be resolved is simply not the same one
+        return False
+
+
+def _prefixes(source_prefix: str | None) -> list[str]:
+    if not source_prefix:
+        return []
+    out = [source_prefix]
+    if ":" not in source_prefix.split("/")[0] and not os.path.isabs(source_prefix):
+        absolute = os.path.abspath(source_prefix) + (os.sep if source_prefix.endswith(os.sep) else "")
+        out.append(absolute)
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
