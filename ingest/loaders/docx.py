@@ -58,6 +58,7 @@ def _blocks(document) -> tuple[list[str], list[int], str]:
     blocks: list[str] = []
     levels: list[int] = []
     title = ""
+    title_blocks: set[int] = set()
     for item in document.iter_inner_content():
         if isinstance(item, Table):
             rows = _table_rows(item)
@@ -69,12 +70,15 @@ def _blocks(document) -> tuple[list[str], list[int], str]:
         if not label:
             continue
         level, is_list, is_title = _paragraph_kind(item)
-        if is_title and not title:
-            title = " ".join(label.split())
+        if is_title:
+            title = title or " ".join(label.split())
+            title_blocks.add(len(blocks))
         if level:
             label = " ".join(label.split())  # a heading is one line: the heading path repeats it
         blocks.append(f"- {label}" if is_list and not level else label)
         levels.append(level or (-1 if is_list else 0))
+    if title_blocks:  # a Title paragraph sits above Heading 1: "Charter services > Booking"
+        levels = [min(lvl + 1, 6) if lvl > 0 and i not in title_blocks else lvl for i, lvl in enumerate(levels)]
     return blocks, levels, title
 
 

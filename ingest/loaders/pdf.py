@@ -45,20 +45,21 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
     if page_count == 0:
         raise IngestError(source, "the PDF has no pages; nothing to ingest")
 
-    parts: list[str] = []
-    pages: list[tuple[int, int, int]] = []
+    raw_pages: list[str] = []
     failed: list[int] = []
-    pos = 0
     for number, page in enumerate(reader.pages, 1):
         try:
-            page_text = _clean(page.extract_text() or "")
+            raw_pages.append(_page_text(page))
         except Exception as exc:  # one broken page should not lose the rest of the document
             log.warning("%s: page %d: cannot extract text (%s); skipping the page", source, number, _reason(exc))
             failed.append(number)
-            page_text = ""
-        if parts:
+            raw_pages.append("")
+    parts = _drop_running_lines(raw_pages)
+    pages: list[tuple[int, int, int]] = []
+    pos = 0
+    for number, page_text in enumerate(parts, 1):
+        if number > 1:
             pos += len(PAGE_SEPARATOR)
-        parts.append(page_text)
         pages.append((number, pos, pos + len(page_text)))
         pos += len(page_text)
     text = PAGE_SEPARATOR.join(parts)
@@ -73,10 +74,92 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
                              sha256=sha256_of(data), headings=headings)
 
 
+def _page_text(page) -> str:
+    """One page's text: layout mode (table rows stay on one line, paragraphs keep their blank lines)
+    unless the page is set in columns, where layout mode would interleave them: then reading order."""
+    layout = _tidy_layout(_clean(page.extract_text(extraction_mode="layout") or ""))
+    if not _looks_multi_column(layout):
+        return layout
+    return _clean(page.extract_text() or "").strip()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x80-\x9f]")
+_BULLETS = str.maketrans({"\x7f": "•", "\uf0b7": "•", "\uf0a7": "▪", "\uf076": "•"})  # symbol-font bullets
+_GAP = re.compile(r" {3,}")
+
+
 def _clean(page_text: str) -> str:
-    # pypdf can emit NULs and lone surrogates from broken font maps; neither belongs in a text index.
-    page_text = page_text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
-    return page_text.encode("utf-8", "replace").decode("utf-8").strip()
+    # Broken font maps yield control characters, NULs and lone surrogates; none belong in a text index.
+    page_text = page_text.replace("\r\n", "\n").replace("\r", "\n").translate(_BULLETS)
+    page_text = _CONTROL.sub("", page_text)
+    return page_text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _tidy_layout(page_text: str) -> str:
+    """Layout text without its page geometry: no indentation, column gaps as two spaces, one blank line at most."""
+    lines = [_GAP.sub("  ", line.strip()) for line in page_text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def _looks_multi_column(layout: str) -> bool:
+    """True when most lines hold two runs of prose side by side (a two-column page), not table cells."""
+    lines = [line for line in layout.split("\n") if line]
+    if len(lines) < 6:
+        return False
+    prose_pairs = 0
+    for line in lines:
+        cells = line.split("  ")
+        if sum(len(cell) >= 25 and cell.count(" ") >= 3 for cell in cells) >= 2:
+            prose_pairs += 1
+    return prose_pairs >= 0.3 * len(lines)
+
+
+def _drop_running_lines(pages: list[str]) -> list[str]:
+    """Remove running headers and footers: first or last lines that recur (digits aside) on most pages."""
+    if len(pages) < 2:
+        return pages
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", line.strip().lower())
+
+    edges = [[key(line) for line in _edge_lines(page)] for page in pages]
+    counts: dict[str, int] = {}
+    for page_edges in edges:
+        for k in set(page_edges):
+            counts[k] = counts.get(k, 0) + 1
+    running = {k for k, n in counts.items() if k and n >= max(2, 0.6 * len(pages))}
+    if not running:
+        return pages
+    cleaned = []
+    for page in pages:
+        lines = page.split("\n")
+        edge = set(_edge_indices(lines))
+        kept = [line for i, line in enumerate(lines) if not (i in edge and key(line) in running)]
+        cleaned.append(_tidy_blank_lines(kept))
+    return cleaned
+
+
+def _edge_indices(lines: list[str]) -> list[int]:
+    """The first and last two non-blank lines; fewer on short pages, which are mostly body."""
+    nonblank = [i for i, line in enumerate(lines) if line.strip()]
+    depth = min(2, len(nonblank) // 4)
+    return nonblank[:depth] + nonblank[len(nonblank) - depth:] if depth else []
+
+
+def _edge_lines(page: str) -> list[str]:
+    lines = page.split("\n")
+    return [lines[i] for i in _edge_indices(lines)]
+
+
+def _tidy_blank_lines(lines: list[str]) -> str:
+    out: list[str] = []
+    for line in lines:
+        if line.strip() or (out and out[-1].strip()):
+            out.append(line)
+    return "\n".join(out).strip()
 
 
 def _reason(exc: Exception) -> str:

@@ -42,7 +42,7 @@ def _build_pdf(path: Path, pages: list[list[str]], title: str | None = None, out
 
 
 def _build_docx(path: Path, blocks: list[tuple[str, object]], title: str | None = None) -> Path:
-    """Write a real .docx with python-docx. Blocks: ("h1".."h3", text), ("p", text), ("bullet", text),
+    """Write a real .docx with python-docx. Blocks: ("title", text), ("h1".."h3", text), ("p", text), ("bullet", text),
     ("table", [[cell, ...], ...])."""
     import docx
 
@@ -50,7 +50,9 @@ def _build_docx(path: Path, blocks: list[tuple[str, object]], title: str | None 
     if title:
         document.core_properties.title = title
     for kind, value in blocks:
-        if kind.startswith("h"):
+        if kind == "title":
+            document.add_heading(value, level=0)  # the Title style
+        elif kind.startswith("h"):
             document.add_heading(value, level=int(kind[1:]))
         elif kind == "p":
             document.add_paragraph(value)

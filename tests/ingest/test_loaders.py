@@ -210,6 +210,48 @@ def test_pdf_outline_entries_become_headings_on_their_pages(tmp_path, build_pdf)
     assert doc.pages[1][1] <= doc.headings[1][0] < doc.pages[1][2]
 
 
+def test_pdf_table_rows_stay_on_one_line(tmp_path, build_pdf):
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path = tmp_path / "fleet.pdf"
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for y, row in ((700, ("Vessel", "Built", "Passengers")), (684, ("Corrie Dawn", "2009", "312")),
+                   (668, ("Orrin Wren", "2011", "60"))):
+        for x, cell in zip((72, 250, 400), row):
+            c.drawString(x, y, cell)
+    c.showPage()
+    c.save()
+    assert load_document(path).text.split("\n") == ["Vessel  Built  Passengers", "Corrie Dawn  2009  312",
+                                                      "Orrin Wren  2011  60"]
+
+
+def test_two_column_pdf_pages_are_read_column_by_column(tmp_path):
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    left = [f"Left column line {i} tells the first half of the story." for i in range(12)]
+    right = [f"Right column line {i} continues with the second half here." for i in range(12)]
+    path = tmp_path / "paper.pdf"
+    c = canvas.Canvas(str(path), pagesize=A4)
+    c.setFont("Helvetica", 7)
+    for x, column in ((40, left), (310, right)):
+        for i, line in enumerate(column):
+            c.drawString(x, 800 - 12 * i, line)
+    c.showPage()
+    c.save()
+    text = load_document(path).text
+    assert text.index(left[-1]) < text.index(right[0]), "the left column is read before the right one"
+
+
+def test_pdf_running_headers_and_page_footers_are_dropped(tmp_path, build_pdf):
+    bodies = [["Ferries sail daily.", "Book online.", "Cars pay extra."], ["Dogs are welcome.", "Keep them leashed."],
+              ["Refunds take a week.", "Ask the desk.", "Keep your ticket.", "Claims close in May."]]
+    pages = [[f"Acme Corp - Handbook - page {n}", *body, "", f"Page {n} of 3"] for n, body in enumerate(bodies, 1)]
+    doc = load_document(build_pdf(tmp_path / "h.pdf", pages))
+    assert [doc.text[s:e].split("\n") for _, s, e in doc.pages] == bodies
+
+
 def test_pdf_with_an_owner_password_only_opens_with_the_empty_password(tmp_path, build_pdf):
     from reportlab.lib.pdfencrypt import StandardEncryption
 
@@ -274,6 +316,14 @@ def test_docx_paragraphs_headings_lists_and_tables_in_order(tmp_path, build_docx
 def test_docx_without_core_title_is_titled_by_its_first_heading(tmp_path, build_docx):
     path = build_docx(tmp_path / "a.docx", [("p", "preamble"), ("h1", "Chapter"), ("p", "x")])
     assert load_document(path).title == "Chapter"
+
+
+def test_docx_title_style_is_the_title_and_the_top_of_the_heading_path(tmp_path, build_docx):
+    path = build_docx(tmp_path / "a.docx", [("title", "Charter services"), ("p", "Intro."), ("h1", "Booking"),
+                                            ("p", "Call us."), ("h2", "Deposits"), ("p", "20%.")])
+    doc = load_document(path)
+    assert doc.title == "Charter services"
+    assert [(lvl, t) for _, lvl, t in doc.headings] == [(1, "Charter services"), (2, "Booking"), (3, "Deposits")]
 
 
 def test_fake_docx_that_is_not_a_zip_is_rejected(tmp_path):
