@@ -27,7 +27,7 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
     if b"%PDF-" not in data[:1024]:  # the spec allows the header anywhere in the first 1024 bytes
         raise IngestError(source, "not a PDF (no %PDF- header); check that the extension matches the content")
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
         reader = PdfReader(path)
@@ -37,6 +37,9 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
         page_count = len(reader.pages)
     except IngestError:
         raise
+    except DependencyError:  # AES-encrypted, even with an empty password, needs a crypto backend
+        raise IngestError(source, "AES-encrypted PDF: pip install cryptography, or decrypt it first "
+                                  "(e.g. qpdf --decrypt in.pdf out.pdf)") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError) as exc:
         raise IngestError(source, f"corrupt or unreadable PDF ({_reason(exc)}); re-export or repair it "
                                   "(e.g. qpdf in.pdf out.pdf)") from None

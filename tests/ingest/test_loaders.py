@@ -259,6 +259,15 @@ def test_pdf_with_an_owner_password_only_opens_with_the_empty_password(tmp_path,
     assert load_document(path).text == "Readable text."
 
 
+def test_aes_256_pdf_with_an_owner_password_only_opens(tmp_path, build_pdf):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(build_pdf(tmp_path / "plain.pdf", [["Bank statement text."]])))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    writer.write(tmp_path / "aes.pdf")
+    assert load_document(tmp_path / "aes.pdf").text == "Bank statement text."
+
+
 def test_pdf_needing_a_password_says_decrypt_it_first(tmp_path, build_pdf):
     from reportlab.lib.pdfencrypt import StandardEncryption
 
