@@ -70,6 +70,8 @@ class GroundingSettings:
     min_words: int = 6  # sentences shorter or longer than this are not used as facts
     max_words: int = 45
     retrieval_mode: str = "hybrid"  # how distractors are found (the KB's own search)
+    source_prefix: str | None = None  # only chunks (oracles and distractors) of documents under this path
+    answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
     seed: int = 0
 
     def __post_init__(self):
@@ -79,6 +81,8 @@ class GroundingSettings:
             raise ValueError("k must be at least 1")
         if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1:
             raise ValueError("abstain_share and cloze_share must be between 0 and 1")
+        if "{answer}" not in self.answer_template:
+            raise ValueError("answer_template must contain {answer}")
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,11 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
         overrides["n_examples"] = n_examples
     settings = GroundingSettings(**{**asdict(base), **overrides})
     rng = random.Random(settings.seed)
-    chunks = list(kb.iter_chunks())
+    chunks = [c for c in kb.iter_chunks() if not settings.source_prefix or c.source.startswith(settings.source_prefix)]
     if not chunks:
-        raise DatasetError("the knowledge base is empty: ingest documents first (ragtune ingest PATH --kb NAME)")
+        where = f" under {settings.source_prefix}" if settings.source_prefix else ""
+        raise DatasetError(f"the knowledge base has no documents{where}: it is empty; "
+                           "ingest documents first (ragtune ingest PATH --kb NAME)")
     guard = LeakageGuard(exclude)
     facts_by_chunk = [f for f in (extract_facts(c, settings) for c in chunks) if f]
     facts_by_chunk = [[f for f in facts if not guard.leaks(f.sentence)] for facts in facts_by_chunk]
@@ -154,7 +160,8 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
             position = rng.randint(0, len(context))
             context.insert(position, fact.chunk)
             position += 1
-            answer, kind = quote_answer(fact, position), "cloze" if cloze else "question"
+            answer = settings.answer_template.replace("{answer}", quote_answer(fact, position))
+            kind = "cloze" if cloze else "question"
         messages = grounded_messages(question, context) + [{"role": "assistant", "content": answer}]
         examples.append(GroundingExample(messages, question, answer, kind, fact.span,
                                          fact.chunk.chunk_id if position else None, position,
@@ -258,10 +265,7 @@ def _distractors(kb, question: str, fact: Fact, settings: GroundingSettings, chu
         return chunk.chunk_id != fact.chunk.chunk_id and span not in f" {_norm(chunk.text)} "
 
     picked: list[Chunk] = []
-    try:
-        hits = kb.search(question, k=settings.k * 3 + 2, mode=settings.retrieval_mode)
-    except TypeError:  # a search without modes
-        hits = kb.search(question, k=settings.k * 3 + 2)
+    hits = kb.search(question, k=settings.k * 3 + 2, mode=settings.retrieval_mode, source_prefix=settings.source_prefix)
     for hit in hits:
         chunk = getattr(hit, "chunk", hit)
         if usable(chunk) and chunk.chunk_id not in {c.chunk_id for c in picked}:

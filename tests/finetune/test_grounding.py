@@ -141,3 +141,16 @@ def test_empty_knowledge_base_is_a_dataset_error(tmp_path, tiny_embedder_path):
 def test_settings_reject_bad_shares():
     with pytest.raises(ValueError):
         GroundingSettings(abstain_share=1.5)
+
+
+def test_source_prefix_limits_oracles_and_distractors(kb):
+    examples = build_grounding_set(kb, 10, k=2, retrieval_mode="bm25", source_prefix="fares", seed=7)
+    chunk_ids = {cid for e in examples for cid in e.context_chunk_ids}
+    assert {c.source for c in kb.get_chunks(sorted(chunk_ids))} == {"fares.md"}
+
+
+def test_answer_template_wraps_answers_but_not_the_abstention(kb):
+    examples = build_grounding_set(kb, 20, k=2, retrieval_mode="bm25", abstain_share=0.5,
+                                   answer_template="Hello! {answer}\n- Desk", seed=8)
+    assert all(e.answer.startswith("Hello! ") and e.answer.endswith("\n- Desk") for e in examples if e.kind != "abstain")
+    assert all(e.answer == NO_ANSWER for e in examples if e.kind == "abstain")
