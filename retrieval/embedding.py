@@ -76,7 +76,8 @@ class Embedder:
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=progress,
         )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)  # bf16 norms drift ~0.5%
 
     def embed_query(self, text: str) -> np.ndarray:
         """float32 array (dim,), L2-normalized."""

@@ -219,6 +219,18 @@ class KnowledgeBase:
             chunks = reader.chunks_by_ids(ids.values())
         return [chunks[ids[c]] for c in chunk_ids if c in ids]
 
+    def document_chunk_ids(self, source: str) -> list[str]:
+        """The chunk ids of one document, in order ([] if it is not stored)."""
+        with self._read() as reader:
+            return reader.chunk_ids_of(source)
+
+    def document_metadata(self, sources: list[str]) -> dict[str, dict]:
+        """Free metadata stored with documents (LangChain ``add_texts``), by source; others are absent."""
+        if not sources:
+            return {}
+        with self._read() as reader:
+            return reader.metadata(list(dict.fromkeys(sources)))
+
     def iter_chunks(self) -> Iterator[Chunk]:
         """Every chunk, by source then position, from one consistent snapshot (its own connection)."""
         conn = connect(self.path / DB_NAME)

@@ -184,6 +184,21 @@ class StoreReader:
         row = self.conn.execute("SELECT sha256, settings FROM documents WHERE source = ?", (source,)).fetchone()
         return (row[0], json.loads(row[1] or "{}")) if row else None
 
+    def metadata(self, sources: list[str]) -> dict[str, dict]:
+        """Free metadata stored with these documents (only those that have some)."""
+        out: dict[str, dict] = {}
+        for start in range(0, len(sources), 500):
+            part = sources[start:start + 500]
+            rows = self.conn.execute(f"SELECT source, metadata FROM documents WHERE metadata IS NOT NULL AND "
+                                     f"source IN ({','.join('?' * len(part))})", part)
+            out.update((src, json.loads(meta)) for src, meta in rows)
+        return out
+
+    def chunk_ids_of(self, source: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source = ? "
+            "ORDER BY c.position", (source,))]
+
     def sources(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT source FROM documents ORDER BY source")]
 
