@@ -13,6 +13,7 @@ Every chunk satisfies ``doc.text[span.start:span.end] == span.text``.
 from __future__ import annotations
 
 import logging
+import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 # tokenizer-opaque text (a 3 MB run without spaces is one [UNK] to WordPiece) a sane size.
 MAX_CHARS_PER_TOKEN = 12
 _SENTENCE_END = frozenset(".!?;:")
+_WHITESPACE_RUN = re.compile(r"(?<=\S)\s")
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,9 @@ def _split(text: str, start: int, end: int, tokenizer, budget: int, overlap: int
     segment = text[start:end]
     if not segment.strip():
         return []
-    enc = tokenizer(segment, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     max_chars = budget * MAX_CHARS_PER_TOKEN
     units: list[tuple[int, int]] = []
-    for s, e in enc["offset_mapping"]:
+    for s, e in _token_offsets(segment, tokenizer):
         if e <= s:
             continue  # zero-width tokens (some tokenizers emit them for stripped characters)
         while e - s > max_chars:  # an opaque run longer than a whole chunk: cut it by characters
@@ -176,6 +177,25 @@ def _split(text: str, start: int, end: int, tokenizer, budget: int, overlap: int
         else:
             i = k
     return chunks
+
+
+def _token_offsets(segment: str, tokenizer, piece_chars: int = 32_768) -> list[tuple[int, int]]:
+    """Character offsets of every token of ``segment``.
+
+    A long segment is tokenized as pieces cut where a whitespace run starts (where pre-tokenizers
+    split anyway), in one batch call: the Rust tokenizer encodes a batch in parallel.
+    """
+    if len(segment) <= 2 * piece_chars:
+        return tokenizer(segment, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    cuts, pos = [0], 0
+    while pos + piece_chars < len(segment):
+        match = _WHITESPACE_RUN.search(segment, pos + piece_chars, pos + 2 * piece_chars)
+        pos = match.start() if match else pos + piece_chars  # no space at all: cut anyway (budget is re-checked)
+        cuts.append(pos)
+    cuts.append(len(segment))
+    pieces = [segment[a:b] for a, b in zip(cuts, cuts[1:])]
+    enc = tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    return [(s + base, e + base) for base, offsets in zip(cuts, enc["offset_mapping"]) for s, e in offsets]
 
 
 def _boundary(segment: str, units: list[tuple[int, int]], k: int) -> int:
