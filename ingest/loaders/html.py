@@ -35,7 +35,9 @@ def load_html(path: Path, source: str) -> ExtractedDocument:
         for node in soup.find_all(string=lambda s: isinstance(s, (Comment, Declaration, Doctype, ProcessingInstruction))):
             node.extract()
         for tag in soup.find_all(list(DROPPED_TAGS)):
-            tag.decompose()
+            # An article's own <header> holds its title and byline, not site chrome: keep it.
+            if not (tag.name == "header" and tag.find_parent(["article", "main"])):
+                tag.decompose()
         for tag in soup.find_all(attrs={"hidden": True}):
             tag.decompose()
         renderer = _Renderer()

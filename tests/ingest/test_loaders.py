@@ -164,6 +164,15 @@ def test_html_keeps_headings_paragraphs_lists_and_tables_readable(tmp_path):
     assert [(doc.text[o:o + len(t)], lvl) for o, lvl, t in doc.headings] == [("Deploying", 1), ("Ports", 2)]
 
 
+def test_html_article_header_is_kept_while_the_page_banner_is_dropped(tmp_path):
+    path = tmp_path / "post.html"
+    path.write_text("<header>Site banner</header><article><header><h1>Post title</h1><p>By Ann</p></header>"
+                    "<p>Body.</p></article>")
+    doc = load_document(path)
+    assert doc.text == "Post title\n\nBy Ann\n\nBody."
+    assert doc.title == "Post title"
+
+
 def test_html_title_is_the_title_tag_else_the_first_h1(tmp_path):
     path = tmp_path / "page.html"
     path.write_text(_PAGE)
