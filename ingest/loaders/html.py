@@ -69,11 +69,17 @@ class _Renderer:
         self.levels: list[int] = []  # heading level per block, 0 for body text
         self.inline: list[str] = []
 
-    def walk(self, node):
+    def walk(self, root):
+        """Render ``root``'s subtree. Iterative, so deeply nested markup cannot exhaust the stack."""
         from bs4.element import NavigableString, Tag
 
-        for child in node.children:
-            if isinstance(child, NavigableString):
+        stack = [(iter(root.children), False)]  # (children, is a block: flush when leaving it)
+        while stack:
+            child = next(stack[-1][0], None)
+            if child is None:
+                if stack.pop()[1]:
+                    self.flush()
+            elif isinstance(child, NavigableString):
                 self.inline.append(str(child))
             elif not isinstance(child, Tag):
                 continue
@@ -91,12 +97,11 @@ class _Renderer:
             elif child.name == "pre":
                 self.flush()
                 self.add(child.get_text().strip("\n"))
-            elif child.name in _BLOCKS:
-                self.flush()
-                self.walk(child)
-                self.flush()
             else:
-                self.walk(child)
+                block = child.name in _BLOCKS
+                if block:
+                    self.flush()
+                stack.append((iter(child.children), block))
 
     def flush(self):
         """Turn the pending inline text into a paragraph block (``<br>`` lines kept)."""

@@ -188,6 +188,12 @@ def test_html_meta_charset_is_honoured(tmp_path):
     assert load_document(path).text == "Crème brûlée"
 
 
+def test_deeply_nested_html_is_read(tmp_path):
+    path = tmp_path / "deep.html"
+    path.write_text("<div>" * 5000 + "deep <b>text</b>" + "</div>" * 5000)
+    assert load_document(path).text == "deep text"
+
+
 def test_html_with_only_scripts_and_navigation_is_rejected(tmp_path):
     path = tmp_path / "app.html"
     path.write_text("<html><body><nav>Menu</nav><script>app()</script></body></html>")
