@@ -33,7 +33,8 @@ class ChunkingSettings:
     """How documents are cut into chunks (config.yaml section ``chunking``)."""
 
     chunk_tokens: int = 256
-    """Embedder tokens per chunk, at most the embedder's max_seq_length (256 for MiniLM).
+    """Embedder tokens per chunk, special tokens ([CLS], [SEP]) included, so at most the embedder's
+    max_seq_length (256 for MiniLM) and nothing is truncated when embedding.
     Smaller = more precise citations and more vectors; larger = more context per hit, blurrier embeddings."""
     overlap_tokens: int = 32
     """Tokens repeated at the start of the next chunk of a section, so a passage cut at a boundary
@@ -56,7 +57,7 @@ class ChunkSpan:
     end: int
     page: int | None  # 1-based PDF page, None for other formats
     heading: str  # heading path, "Setup > Install"; "" before the first heading
-    tokens: int = 0  # embedder tokens in ``text`` (without special tokens)
+    tokens: int = 0  # embedder tokens in ``text``, special tokens not counted
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,24 @@ class _Section:
 
 
 def chunk_document(doc: ExtractedDocument, tokenizer, settings: ChunkingSettings = ChunkingSettings()) -> list[ChunkSpan]:
-    """Cut ``doc`` into chunks of at most ``settings.chunk_tokens`` tokens of ``tokenizer`` (a fast HF tokenizer)."""
+    """Cut ``doc`` into chunks that encode to at most ``settings.chunk_tokens`` tokens of ``tokenizer``.
+
+    ``tokenizer`` is the embedder's fast Hugging Face tokenizer (``Embedder(...).tokenizer``); the
+    count includes the special tokens it adds, so a chunk is never truncated by the embedder.
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("chunk_document needs a fast (Rust-backed) Hugging Face tokenizer for character offsets")
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and settings.chunk_tokens > limit:
         raise ValueError(f"chunk_tokens={settings.chunk_tokens} exceeds the tokenizer's maximum of {limit} tokens")
+    # The embedder sees [CLS] chunk [SEP]: the special tokens count against max_seq_length too.
+    budget = settings.chunk_tokens - tokenizer.num_special_tokens_to_add(pair=False)
     text = doc.text
     spans: list[ChunkSpan] = []
     for section in _merge_bare_headings(_sections(doc), text):
-        for start, end in _split(text, section.start, section.end, tokenizer, settings.chunk_tokens, settings.overlap_tokens):
+        for start, end in _split(text, section.start, section.end, tokenizer, budget, settings.overlap_tokens):
             spans.append(ChunkSpan(text=text[start:end], start=start, end=end, page=section.page, heading=section.heading))
-    return _enforce_budget(spans, text, tokenizer, settings.chunk_tokens)
+    return _enforce_budget(spans, text, tokenizer, budget)
 
 
 def _sections(doc: ExtractedDocument) -> list[_Section]:
