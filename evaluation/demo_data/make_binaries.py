@@ -89,7 +89,7 @@ PDFS: dict[str, list[tuple]] = {
                    ["Punctuality (within 10 minutes)", "94.3%", "92.8%"],
                    ["Customer satisfaction (out of 10)", "8.4", "8.1"],
                    ["Members at year end", "9,340", "8,870"]]),
-        ("p", "Our busiest day was 10 August 2023, the final Saturday of Regatta Week, when we carried 4,912 "
+        ("p", "Our busiest day was 12 August 2023, the final Saturday of Regatta Week, when we carried 4,912 "
               "passengers on all routes."),
         ("h2", "Chair's statement"),
         ("p", "Tobias Quellan, chair of the board, writes: 2023 was the year our members' cooperative carried "
