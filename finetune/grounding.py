@@ -41,8 +41,9 @@ _MONTHS = ("January|February|March|April|May|June|July|August|September|October|
 _UNIT = r"[a-z][a-z-]{2,}"
 # (kind, pattern, wh-phrase). The first pattern that matches a sentence wins, in this order.
 SPAN_PATTERNS: list[tuple[str, re.Pattern, str]] = [
-    ("date", re.compile(rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}"
-                        rf"(?:st|nd|rd|th)?,?\s+\d{{4}}|(?:{_MONTHS})\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}})\b"), "what date"),
+    ("date", re.compile(rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?(?:,?\s+\d{{4}})?|(?:{_MONTHS})\.?\s+"
+                        rf"\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|(?:{_MONTHS})\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}})\b"),
+     "what date"),
     ("money", re.compile(r"(?:[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|[kKmM]))?\b|"
                          r"\b\d[\d,]*(?:\.\d+)?\s?(?:USD|EUR|GBP|NOK|SEK|DKK|dollars|euros|pounds|kroner)\b)"),
      "how much"),
@@ -50,7 +51,7 @@ SPAN_PATTERNS: list[tuple[str, re.Pattern, str]] = [
     ("time", re.compile(r"\b\d{1,2}[:.]\d{2}\s?(?:[ap]\.?m\.?)?(?=\W|$)|\b\d{1,2}\s?[ap]\.?m\.?(?=\W|$)", re.I),
      "what time"),
     ("code", re.compile(r"\b[A-Z]{2,}[-_]?\d[\w-]*\b|\b[A-Z]+-[A-Z0-9]+\b"), "what code"),
-    ("quantity", re.compile(rf"\b\d[\d,]*(?:\.\d+)?(?=\s+{_UNIT}\b)"), "how many"),
+    ("quantity", re.compile(rf"\b(?!(?:19|20)\d\d\b)\d[\d,]*(?:\.\d+)?(?=\s+{_UNIT}\b)"), "how many"),
     ("year", re.compile(r"\b(?:19|20)\d{2}\b"), "what year"),
     ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -](?:of |de |van |von |and )?[A-Z][a-z]+)+\b"), "who or what"),
     ("number", re.compile(r"\b\d[\d,]*(?:\.\d+)?\b"), "what number"),
@@ -69,7 +70,7 @@ class GroundingSettings:
     cloze_share: float = 0.3  # share of answerable examples asked as "Fill in the blank"
     min_words: int = 6  # sentences shorter or longer than this are not used as facts
     max_words: int = 45
-    retrieval_mode: str = "hybrid"  # how distractors are found (the KB's own search)
+    retrieval_mode: str = "bm25"  # how distractors are found (the KB's own search; bm25 needs no embedding)
     source_prefix: str | None = None  # only chunks (oracles and distractors) of documents under this path
     answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
     seed: int = 0
@@ -94,6 +95,7 @@ class Fact:
     span: str
     kind: str
     span_start: int  # offset of the span inside the sentence
+    label: str = ""  # for "Label: value" lines, the label ("Catering Manager")
 
 
 @dataclass(frozen=True)
@@ -194,15 +196,22 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def find_span(sentence: str) -> tuple[str, str, int] | None:
-    """The sentence's most salient span as (kind, text, offset), or None."""
+_DETERMINER = re.compile(r"^(?:The|A|An|Our|Its|This|That|These|Those|Every|Each|All|Some|In|On|At|For|From|By) ")
+_LABEL = re.compile(r"^([A-Z][A-Za-z&/' -]{2,40}):\s+(\S.*)$")
+
+
+def find_span(sentence: str, start: int = 0) -> tuple[str, str, int] | None:
+    """The sentence's most salient span (from offset ``start``) as (kind, text, offset), or None."""
     for kind, pattern, _ in SPAN_PATTERNS:
-        for match in pattern.finditer(sentence):
-            span = match.group(0).strip().rstrip(".,")
-            if kind == "name" and match.start() == 0 and " " not in span:
-                continue
+        for match in pattern.finditer(sentence, start):
+            span, offset = match.group(0).strip().rstrip(".,"), match.start()
+            if kind == "name":
+                while (m := _DETERMINER.match(span)) is not None:  # "The Little Orrin" -> "Little Orrin"
+                    span, offset = span[m.end():], offset + m.end()
+                if " " not in span and offset == 0:
+                    continue
             if span and span.lower() != sentence.lower():
-                return kind, span, match.start()
+                return kind, span, offset
     return None
 
 
@@ -211,7 +220,16 @@ def extract_facts(chunk: Chunk, settings: GroundingSettings = GroundingSettings(
     facts = []
     for sentence in split_sentences(chunk.text):
         words = len(sentence.split())
-        if not settings.min_words <= words <= settings.max_words or not sentence[-1:] in ".!?":
+        if not 3 <= words <= settings.max_words:
+            continue
+        label = _LABEL.match(sentence)
+        if label and len(label.group(1).split()) <= 5:  # "Catering Manager: Lucia Fenwright, ..."
+            found = find_span(sentence, label.start(2))
+            if found:
+                kind, span, start = found
+                facts.append(Fact(chunk, sentence, span, kind, start, label=label.group(1).strip()))
+            continue
+        if words < settings.min_words or sentence[-1:] not in ".!?":
             continue
         found = find_span(sentence)
         if found:
@@ -226,12 +244,22 @@ _WH = {kind: wh for kind, _, wh in SPAN_PATTERNS}
 def wh_question(fact: Fact) -> str:
     """The sentence with its span replaced by a wh-phrase: fronted when the span opens the sentence
     ("Who leads the Oslo office?"), an echo question otherwise ("The office opened in what year?")."""
+    if fact.label:
+        wh = "Who" if fact.kind == "name" else "What"
+        return f"{wh} is the {fact.label}?" if not fact.label.lower().startswith("the ") else f"{wh} is {fact.label}?"
+    before, after = _before(fact), fact.sentence[fact.span_start + len(fact.span):]
     wh = _WH[fact.kind]
     if fact.kind == "name":
-        wh = "who" if fact.span_start == 0 else "whom" if _before(fact).lower().rstrip().endswith(("by", "to", "with", "of", "for", "from")) else "what"
-    elif fact.kind == "date" and not re.search(r"\d{1,2}\D+\d{4}|\d{4}-", fact.span):
+        if not before:
+            wh = "who"  # a name opening the sentence is its subject: "Maria Lund leads..." -> "Who leads...?"
+        elif before.lower().endswith("the "):
+            before, wh = before[:-4], "what"  # "The Little Orrin bakery sells..." -> "What bakery sells...?"
+        elif before.lower().rstrip().endswith(("by", "to", "with", "of", "for", "from")):
+            wh = "whom"
+        else:
+            wh = "what"
+    elif fact.kind == "date" and re.fullmatch(rf"(?:{_MONTHS})\s+\d{{4}}", fact.span):
         wh = "what month and year"
-    before, after = _before(fact), fact.sentence[fact.span_start + len(fact.span):]
     body = f"{before}{wh}{after}".strip().rstrip(".!?").rstrip()
     return body[0].upper() + body[1:] + "?"
 
