@@ -77,7 +77,8 @@ def read_adapter(folder: Path) -> AdapterInfo:
     missing = [k for k in ("method", "base", "created_at") if k not in manifest]
     if missing:
         raise TrainError(f"{path}: manifest lacks {', '.join(missing)}; delete the folder and train again")
-    return AdapterInfo(name=manifest.get("name", folder.name), path=folder.resolve(), method=manifest["method"],
+    # the folder name is the adapter's name (a renamed folder is a renamed adapter)
+    return AdapterInfo(name=folder.name, path=folder.resolve(), method=manifest["method"],
                        base=str(manifest["base"]), created_at=manifest["created_at"], manifest=manifest)
 
 

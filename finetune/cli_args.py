@@ -56,7 +56,7 @@ def train_from_args(ws: Workspace, args) -> int:
         import dataclasses
 
         path = write_grounding_set(ws, args.from_kb, run_dir_for(ws, name) / "grounding.jsonl",
-                                   settings.max_examples or DEFAULT_GROUNDING_EXAMPLES)
+                                   settings.max_examples or DEFAULT_GROUNDING_EXAMPLES, progress)
         settings = dataclasses.replace(settings, data=[str(path)], format="messages")
     info = train_adapter(ws, name, settings, resume=args.resume, progress=progress)
     if args.json:
@@ -74,18 +74,21 @@ def train_from_args(ws: Workspace, args) -> int:
     return 0
 
 
-def write_grounding_set(ws: Workspace, kb_name: str, path: Path, n_examples: int) -> Path:
-    """Build a grounding (RAFT-style) set from knowledge base ``kb_name`` and write it as JSONL at ``path``."""
-    from finetune.datasets import write_examples
-    from finetune.grounding import build_grounding_set
+def write_grounding_set(ws: Workspace, kb_name: str, path: Path, n_examples: int, progress: bool = True) -> Path:
+    """Build a grounding (RAFT-style) set from knowledge base ``kb_name`` and write it as JSONL at ``path``.
+
+    Each line is ``{"messages": [...], "meta": {...}}``: trainable as chat messages, with the
+    provenance (oracle chunk, position, kind) kept for inspection.
+    """
+    from finetune import grounding
     from retrieval.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.open(ws.kb_path(kb_name))
-    examples = build_grounding_set(kb, n_examples)
+    examples = grounding.build_grounding_set(kb, n_examples, progress=progress)
     if not examples:
         raise TrainError(f"knowledge base {kb_name!r} gave no grounding examples; ingest documents first: "
                          f"ragtune ingest DOCS --kb {kb_name}")
-    write_examples(examples, path)
+    grounding.write_grounding_set(examples, path, meta=True)
     log.info("wrote %d grounding examples to %s", len(examples), path)
     return path
 

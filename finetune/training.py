@@ -383,8 +383,8 @@ def train_adapter(ws: Workspace, name: str, settings: TrainSettings, *, resume: 
     before = _before_training(run_dir, trainer, model, tokenizer, held_out, settings, precision, has_val)
     report.eval_loss_before = before.get("eval_loss")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if has_val:
-        report.eval_loss_after = trainer.evaluate()["eval_loss"]
+    if has_val:  # the final step is always evaluated, so the best checkpoint (now loaded) has a measured loss
+        report.eval_loss_after = trainer.state.best_metric
     tuned = generate_answers(trainer.model, tokenizer, held_out, settings.report_max_new_tokens, precision.bf16) \
         if held_out and trainer.is_world_process_zero() else []
     report.examples = [{"question": _last_user(m), "reference": m[-1]["content"], "base": b, "tuned": t}
@@ -510,11 +510,19 @@ class LossProgressCallback(ProgressCallback):
 
 
 class SaveEachEpochCallback(TrainerCallback):
-    """A checkpoint at the end of every epoch, besides the ones every ``eval_steps``."""
+    """A checkpoint at the end of every epoch, besides the ones every ``eval_steps``; the last step is
+    always evaluated and saved, so the best-checkpoint choice includes the end of training."""
 
     def on_epoch_end(self, args, state, control, **kwargs):
         """Ask the Trainer to save now."""
         control.should_save = True
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Evaluate and save after the final optimizer step."""
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = True
         return control
 
 

@@ -1,0 +1,205 @@
+"""Training runs on tiny config-built models: every method learns, adapters reload without ragtune, merge is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from finetune.adapters import get_adapter, list_adapters, merge_adapter
+from finetune.datasets.encoding import encode_examples
+from finetune.errors import TrainError
+from finetune.training import PaddingCollator, TrainSettings, make_collator, prepare_data, train_adapter
+from ragtune.cli import main
+from ragtune.workspace import Workspace
+
+
+def quick(qa_path, base, **overrides) -> TrainSettings:
+    """A few steps with a high learning rate: enough for a tiny random model's loss to fall."""
+    values = dict(data=[str(qa_path)], base=str(base), max_steps=6, batch_size=6, lr=1e-2, eval_steps=6,
+                  val_ratio=0.25, report_examples=1, report_max_new_tokens=4, max_length=128)
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, qa_path, tiny_llama_path):
+    """One fp32 LoRA run shared by the reload, merge and registry tests."""
+    ws = Workspace.open(tmp_path_factory.mktemp("ws"))
+    settings = quick(qa_path, tiny_llama_path, bf16="false")
+    return ws, settings, train_adapter(ws, "capitals", settings, progress=False)
+
+
+def test_lora_run_lowers_eval_loss_and_writes_a_peft_folder_with_manifest(lora_run):
+    ws, settings, info = lora_run
+    metrics = info.manifest["metrics"]
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+    assert (info.path / "adapter_config.json").exists() and (info.path / "adapter_model.safetensors").exists()
+    assert (info.path / "loss_curve.png").stat().st_size > 1000 and (info.path / "report.md").exists()
+    manifest = info.manifest
+    assert manifest["dataset"][0]["sha256"] and manifest["counts"] == {**manifest["counts"], "train": 18, "val": 6}
+    assert manifest["base_fingerprint"] and manifest["wall_time_s"] > 0 and manifest["created_at"]
+    assert len(manifest["report"]["examples"]) == 1 and manifest["settings"]["rank"] == 16
+
+
+@pytest.mark.parametrize("method, lr", [("qlora", 1e-2), ("dora", 1e-2), ("freeze", 2e-3), ("full", 1e-3)])
+def test_each_method_lowers_eval_loss_in_a_few_steps(workspace, qa_path, tiny_llama_path, method, lr):
+    info = train_adapter(workspace, method, quick(qa_path, tiny_llama_path, method=method, lr=lr, freeze_top=1,
+                                                  report_examples=0), progress=False)
+    metrics = info.manifest["metrics"]
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+    weights = "adapter_model.safetensors" if info.is_peft else "model.safetensors"
+    assert (info.path / weights).exists()
+    if method == "freeze":
+        assert metrics["trainable_params"] < metrics["total_params"] / 2
+
+
+def test_second_architecture_gemma3_trains_with_packed_batches(workspace, qa_path, tiny_gemma3_path):
+    info = train_adapter(workspace, "gemma", quick(qa_path, tiny_gemma3_path, batching="packing", report_examples=0),
+                         progress=False)
+    assert info.manifest["metrics"]["eval_loss_after"] < info.manifest["metrics"]["eval_loss_before"]
+    config = json.loads((info.path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_gemma3_path)
+
+
+def test_packed_batch_gives_the_same_loss_as_the_padded_batch(qa_path, tiny_llama_path):
+    settings = quick(qa_path, tiny_llama_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_path)
+    encoded, _ = encode_examples(tokenizer, prepare_data(settings).train[:4], 128)
+    features = [e.as_features() for e in encoded]
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
+    model.config.use_cache = False
+    with torch.no_grad():
+        padded = model(**PaddingCollator(tokenizer.pad_token_id)(features)).loss
+        packed = model(**make_collator("packing", tokenizer.pad_token_id)(features)).loss
+    assert torch.allclose(padded, packed, atol=1e-5)
+
+
+def test_adapter_reloads_with_plain_peft_and_reproduces_the_trained_model(lora_run):
+    from peft import PeftModel
+
+    ws, settings, info = lora_run
+    config = json.loads((info.path / "adapter_config.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(info.path)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(info.path)
+    val, _ = encode_examples(tokenizer, prepare_data(settings).val, settings.max_length)
+    with torch.no_grad():
+        loss = model(**PaddingCollator(tokenizer.pad_token_id)([e.as_features() for e in val]), use_cache=False).loss
+    assert loss.item() == pytest.approx(info.manifest["metrics"]["eval_loss_after"], abs=1e-4)
+
+    from finetune.report import generate_answers
+
+    example = info.manifest["report"]["examples"][0]
+    conversation = [{"role": "user", "content": example["question"]}, {"role": "assistant", "content": "x"}]
+    assert generate_answers(model, tokenizer, [conversation], 4, bf16=False) == [example["tuned"]]
+
+
+def test_merged_model_generates_the_same_greedy_text_as_base_plus_adapter(lora_run, tmp_path):
+    from peft import PeftModel
+
+    ws, _, info = lora_run
+    out = merge_adapter(ws, "capitals", tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(info.base, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, str(info.path)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of Peru?"}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        assert torch.allclose(merged(**ids).logits, adapted(**ids).logits, atol=1e-4)
+        a = merged.generate(**ids, max_new_tokens=12, do_sample=False)
+        b = adapted.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert a.tolist() == b.tolist()
+    with pytest.raises(TrainError, match="not empty"):
+        merge_adapter(ws, "capitals", out)
+
+
+def test_adapters_cli_lists_shows_and_deletes(lora_run, capsys):
+    import shutil
+
+    ws, _, info = lora_run
+    shutil.copytree(info.path, ws.adapters_dir / "copy")
+    assert main(["adapters", "list", "--json", "--home", str(ws.home)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["capitals", "copy"]
+    assert set(rows[0]) == {"name", "path", "method", "base", "created_at"} and rows[0]["method"] == "lora"
+    assert main(["adapters", "show", "capitals", "--home", str(ws.home)]) == 0
+    assert "eval loss" in capsys.readouterr().out
+    assert main(["adapters", "delete", "copy", "--home", str(ws.home)]) == 0
+    assert [a.name for a in list_adapters(ws)] == ["capitals"]
+
+
+def test_unknown_adapter_error_lists_existing_names_and_the_command(lora_run):
+    ws, _, _ = lora_run
+    with pytest.raises(TrainError, match=r"no adapter named 'nope'.*existing adapters: capitals.*ragtune train"):
+        get_adapter(ws, "nope")
+
+
+def test_training_again_under_an_existing_name_is_refused(lora_run):
+    ws, settings, _ = lora_run
+    with pytest.raises(TrainError, match="already exists.*ragtune adapters delete capitals"):
+        train_adapter(ws, "capitals", settings, progress=False)
+
+
+def test_resume_after_a_killed_run_finishes_from_the_last_checkpoint(tmp_path, qa_path, tiny_llama_path):
+    home = tmp_path / "home"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"eval_steps": 3, "max_steps": 12, "batch_size": 2, "report_examples": 0,
+                                      "val_ratio": 0.25, "lr": 1e-3}))
+    cmd = [sys.executable, "-m", "ragtune", "train", str(qa_path), "--base", str(tiny_llama_path), "--home", str(home),
+           "--config", str(config), "--name", "killed", "--quiet"]
+    env = dict(os.environ, RAGTUNE_HOME=str(home))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = home / "runs" / "train-killed" / "checkpoints"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert list(checkpoints.glob("checkpoint-*/trainer_state.json")), "no checkpoint was written in time"
+    assert not (home / "adapters" / "killed").exists()
+
+    again = subprocess.run(cmd[:-1] + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    resumed = subprocess.run(cmd + ["--resume", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    manifest = json.loads(resumed.stdout)["manifest"]
+    assert manifest["resumed_from"].startswith("checkpoint-")
+    assert manifest["metrics"]["steps"] == 12
+
+
+def test_settings_come_from_config_file_then_flags(tmp_path, workspace):
+    from finetune.training import load_train_settings
+
+    config = tmp_path / "c.yaml"
+    config.write_text("method: dora\nrank: 4\nlr: 1.0e-4\ntarget_modules: [q_proj, v_proj]\n")
+    settings = load_train_settings(workspace, config, {"rank": 8, "lr": None})
+    assert (settings.method, settings.rank, settings.lr, settings.target_modules) == ("dora", 8, 1e-4, ["q_proj", "v_proj"])
+    config.write_text("rnak: 4\n")
+    with pytest.raises(TrainError, match="unknown setting 'rnak'"):
+        load_train_settings(workspace, config)
+
+
+def test_shipped_configs_load_and_open_with_their_command(workspace):
+    from finetune.training import load_train_settings
+
+    configs = sorted((Path(__file__).parents[2] / "finetune" / "configs").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {"lora", "qlora", "dora", "freeze", "full"}
+    for config in configs:
+        assert config.read_text().startswith("# ragtune train"), config
+        settings = load_train_settings(workspace, config)
+        assert dataclasses.asdict(settings)
