@@ -216,3 +216,15 @@ def test_progress_bar_goes_to_stderr_with_an_eta(kb, docs, capsys):
     ingest_paths(kb, [docs], progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "eta" in err and "2/2 files" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_3mb_single_line_of_words_is_chunked_embedded_and_searchable(kb, tmp_path):
+    line = tmp_path / "line.txt"
+    line.write_text(" ".join(f"token{i % 7919}" for i in range(400_000)) + " needle-in-the-line")
+    assert line.stat().st_size > 3_000_000 and "\n" not in line.read_text()
+    report = ingest_paths(kb, [line], progress=False)
+    assert report.added == [str(line)] and report.chunks_added > 1000
+    assert kb.search("needle", mode="bm25")[0].chunk.text.endswith("needle-in-the-line")
+    assert kb.check() == []
