@@ -1,0 +1,123 @@
+"""The assistant's records: the generation settings a request runs with and the ``Answer`` it returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from retrieval.citations import Citation
+from retrieval.records import Hit
+
+MODES = ("prompt", "rag", "tuned", "hybrid")
+RETRIEVAL_MODES = ("rag", "hybrid")  # modes that put retrieved chunks in the prompt
+ADAPTER_MODES = ("tuned", "hybrid")  # modes that generate with an adapter
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The ``generation:`` section of config.yaml; any field can be overridden per request."""
+
+    max_tokens: int = 256
+    """Most new tokens to generate."""
+    temperature: float = 0.0
+    """0 = greedy decoding (the default: reproducible answers); higher samples more freely."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample only from the smallest set of tokens whose probability reaches top_p."""
+    stop: tuple[str, ...] = ()
+    """Generation ends before the first of these strings (which is not included in the answer)."""
+    k: int = 4
+    """Chunks retrieved for rag and hybrid; 0 = no retrieval (the prompt says no documents were found)."""
+    min_score: float = 0.2
+    """No-evidence threshold on the *dense cosine similarity* (-1..1, the KB embedder's normalized
+    vectors) between the question and its nearest chunk. Below it the assistant answers NO_ANSWER
+    without generating. It does not apply to the hybrid ranking's fused score (reciprocal rank
+    fusion carries no relevance scale). -1 disables the check."""
+    context_tokens: int | None = None
+    """Token budget for the retrieved documents; None = what the model's window leaves after the
+    system prompt, history, question and max_tokens. Chunks that do not fit are left out (the first
+    is cut to fit rather than dropped)."""
+    search_mode: str = "hybrid"
+    """Retrieval: dense, bm25 or hybrid (see ragtune search)."""
+    history_turns: int = 1
+    """Earlier user turns prepended to a follow-up question to form the retrieval query (0 = none)."""
+    seed: int | None = None
+    """Random seed for sampling (temperature > 0); None = not reproducible."""
+
+    def __post_init__(self):
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        if not (isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature <= 5.0):
+            raise ValueError(f"temperature must be between 0 and 5, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.k, int) or self.k < 0:
+            raise ValueError(f"k must be 0 or a positive integer, got {self.k!r}")
+        if not isinstance(self.min_score, (int, float)) or math.isnan(self.min_score):
+            raise ValueError(f"min_score must be a number (cosine similarity, -1 disables), got {self.min_score!r}")
+        if self.context_tokens is not None and (not isinstance(self.context_tokens, int) or self.context_tokens < 1):
+            raise ValueError(f"context_tokens must be a positive integer or null, got {self.context_tokens!r}")
+        if self.search_mode not in ("dense", "bm25", "hybrid"):
+            raise ValueError(f"search_mode must be dense, bm25 or hybrid, got {self.search_mode!r}")
+        if not isinstance(self.history_turns, int) or self.history_turns < 0:
+            raise ValueError(f"history_turns must be 0 or more, got {self.history_turns!r}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"stop must be non-empty strings, got {self.stop!r}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: its text, how it was produced, what it cites and how long it took."""
+
+    text: str
+    """The answer; citations to chunks that were not in the context are already removed."""
+    mode: str
+    adapter: str | None
+    citations: list[Citation]
+    """The context chunks the answer cites, by [n], in order of first citation."""
+    context: list[Hit]
+    """The chunks shown to the model, in prompt order: [n] is context[n-1]. On a no-evidence answer,
+    the retrieved chunks that fell under the threshold."""
+    dropped_citations: list[int]
+    """Numbers the model cited that were not in the context (fabricated), removed from ``text``."""
+    abstained: bool
+    """The answer declines (NO_ANSWER or a paraphrase)."""
+    latency_s: float
+    retrieval_s: float
+    first_token_s: float | None
+    """Seconds from the request to the first streamed text (None if nothing was generated)."""
+    tokens: int
+    """Generated tokens (0 when the no-evidence check answered without generating)."""
+    prompt_tokens: int = 0
+    finish_reason: str = "stop"
+    """stop (end of answer or a stop string), length (max_tokens), cancelled, or no_evidence."""
+    query: str = ""
+    """The retrieval query (the question, resolved against the history for a follow-up)."""
+    extra: dict = field(default_factory=dict, compare=False)
+    """Backend details (for example the remote model id)."""
+
+    def to_dict(self) -> dict:
+        """The JSON shape ``ragtune ask --json`` prints and the server's ``ragtune`` field carries."""
+        return {
+            "answer": self.text,
+            "mode": self.mode,
+            "adapter": self.adapter,
+            "citations": [c.to_dict() for c in self.citations],
+            "context": [dict(hit.to_dict(), n=n) for n, hit in enumerate(self.context, start=1)],
+            "dropped_citations": list(self.dropped_citations),
+            "abstained": self.abstained,
+            "finish_reason": self.finish_reason,
+            "query": self.query,
+            "latency_s": round(self.latency_s, 4),
+            "retrieval_s": round(self.retrieval_s, 4),
+            "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
+            "tokens": self.tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "tokens_per_s": round(self.tokens / self.generation_s, 2) if self.tokens and self.generation_s > 0 else None,
+        }
+
+    @property
+    def generation_s(self) -> float:
+        """Seconds spent generating (latency minus retrieval)."""
+        return max(0.0, self.latency_s - self.retrieval_s)
