@@ -77,6 +77,11 @@ class Job:
         os.replace(tmp, self.record_path)
 
 
+def readable_log(text: str) -> str:
+    """Command output as a terminal would show it: each progress-bar line at its last redraw."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n"))
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
