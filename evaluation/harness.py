@@ -156,7 +156,8 @@ def run_evaluation(ws: Workspace, qa_path: str | Path, *, kb: str = DEFAULT_KB, 
 
         assistant = Assistant(ws, kb=kb, generator=generator)
     assistant.warm_up()
-    generator_name = str(getattr(assistant, "generator_name", None) or generator or "default")
+    backend = getattr(assistant, "backend", None)
+    generator_name = str(getattr(backend, "generator", None) or getattr(backend, "model", None) or generator or "default")
     _write_json(out_dir / "settings.json", {
         "qa_file": str(qa_path.resolve()), "qa_sha256": hashlib.sha256(qa_path.read_bytes()).hexdigest(),
         "kb": kb, "adapter": adapter, "generator": generator_name, "judge": judge,
