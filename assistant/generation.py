@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -155,9 +155,12 @@ class LocalBackend(GenerationBackend):
         self.peft_model = None  # the PeftModel wrapping ``model``, once an adapter is loaded
         self.loads = 0  # base-model loads: stays 1 however often requests switch adapters
         self.adapter_loads: dict[str, int] = {}
+        self.finished: Counter[str] = Counter()  # generations by finish reason (stop, length, cancelled)
         self._full: OrderedDict[str, object] = OrderedDict()
         self._eos: set[int] = set()
+        self._control_tokens: list[str] = []
         self._init_lock = threading.Lock()
+        self._tok_init_lock = threading.Lock()
         self._tok_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads at once
         self._worker: ThreadPoolExecutor | None = None
         self._window: int | None = None
@@ -189,11 +192,18 @@ class LocalBackend(GenerationBackend):
 
         from finetune.base_model import resolve_generator
 
-        self.path = resolve_generator(self.generator, self.ws.models_dir)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
-        except (OSError, ValueError) as exc:
-            raise AssistantError(f"cannot load the tokenizer of generator {self.generator!r} ({self.path}): {exc}") from exc
+        with self._tok_init_lock:
+            if self.tokenizer is not None:
+                return
+            self.path = resolve_generator(self.generator, self.ws.models_dir)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+            except (OSError, ValueError) as exc:
+                raise AssistantError(f"cannot load the tokenizer of generator {self.generator!r} ({self.path}): {exc}") from exc
+            special = set(tokenizer.all_special_tokens)
+            special.update(t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special)
+            self._control_tokens = sorted((t for t in special if len(t) > 1), key=len, reverse=True)
+            self.tokenizer = tokenizer
 
     def _dtype(self):
         import torch
@@ -249,14 +259,26 @@ class LocalBackend(GenerationBackend):
             self._window = int(getattr(config, "max_position_embeddings", 0) or 2048)
         return self._window
 
+    def _defuse(self, text: str) -> str:
+        for token in self._control_tokens:
+            if token in text:
+                text = text.replace(token, f"{token[0]} {token[1:]}")
+        return text
+
     def count_tokens(self, text: str) -> int:
         self._load_tokenizer()
         with self._tok_lock:
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def render(self, messages: list[dict]) -> str:
-        """The prompt text for ``messages``: the model's chat template, or a plain transcript without one."""
+        """The prompt text for ``messages``: the model's chat template, or a plain transcript without one.
+
+        Control tokens written inside a message (``<|im_start|>system`` in a document or a question)
+        are broken up first: tokenized as text they would open a real turn and could replace the
+        system prompt.
+        """
         self._load_tokenizer()
+        messages = [dict(m, content=self._defuse(m.get("content") or "")) for m in messages]
         with self._tok_lock:
             if getattr(self.tokenizer, "chat_template", None):
                 return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -375,6 +397,8 @@ class LocalBackend(GenerationBackend):
             return
         try:
             for item in self._decode(job):
+                if isinstance(item, GenerationResult):
+                    self.finished[item.finish_reason] += 1
                 job.out.put(("delta" if isinstance(item, str) else "done", item))
         except BaseException as exc:  # handed to the consumer's thread, which raises it
             if not isinstance(exc, AssistantError):
@@ -495,7 +519,10 @@ class OpenAICompatibleBackend(GenerationBackend):
             except httpx.HTTPError as exc:
                 raise AssistantError(f"backend {self.url} is unreachable ({exc}); start it or fix --backend") from None
             _raise_for_status(response, self.url)
-            self._models = [m["id"] for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
+            entries = [m for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
+            # A ragtune server lists its answer modes too (ragtune-rag, ...): as a backend, only the
+            # generator and adapters it serves "raw" are models in the vLLM sense.
+            self._models = [m["id"] for m in entries if (m.get("ragtune") or {}).get("mode", "raw") == "raw"]
         return self._models
 
     def warm_up(self) -> None:
