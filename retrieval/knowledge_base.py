@@ -25,7 +25,7 @@ import numpy as np
 from retrieval.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
 from retrieval.errors import KBLockedError, RetrievalError
 from retrieval.records import Chunk, DocumentInfo, Hit
-from retrieval.search import MODES, fts_query, maximal_marginal_relevance, reciprocal_rank_fusion
+from retrieval.search import MODES, fts_query, fusion_window, maximal_marginal_relevance, reciprocal_rank_fusion
 from retrieval.store import (DB_NAME, SCHEMA_VERSION, DocumentWrite, StoreReader, StoreWriter, VectorIndex,
                              connect, create_schema, read_meta, snapshot_path)
 
@@ -167,7 +167,7 @@ class KnowledgeBase:
         if not query:
             raise RetrievalError("the query is empty; give some words to search for")
         with self._read() as reader:
-            if not reader.counts()["chunks"]:
+            if reader.is_empty():
                 return []
         needs_vector = mode != "bm25" or mmr is not None
         qvec = self._embed_query(query) if needs_vector else None
@@ -185,7 +185,8 @@ class KnowledgeBase:
             elif mode == "bm25":
                 ranked = sparse
             else:
-                ranked = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in sparse]])
+                depth = pool if mmr is not None else fusion_window(k)  # MMR needs the wider candidate pool
+                ranked = reciprocal_rank_fusion([[i for i, _ in dense[:depth]], [i for i, _ in sparse[:depth]]])
             if mmr is not None and ranked:
                 ids = [i for i, _ in ranked]
                 vecs = reader.vectors(ids, qvec.shape[0])
@@ -317,7 +318,7 @@ class KnowledgeBase:
         from ragtune import __version__
 
         with self._read() as reader:
-            meta, counts = reader.meta(), reader.counts()
+            meta, counts = reader.meta(), reader.counts(vectors=False)
         manifest = {
             "name": self.name, "embedder": meta["embedder"], "dimension": int(meta.get("dimension") or 0) or None,
             "index": asdict(self.settings), "documents": counts["documents"], "chunks": counts["chunks"],

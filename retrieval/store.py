@@ -202,10 +202,16 @@ class StoreReader:
     def sources(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT source FROM documents ORDER BY source")]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, vectors: bool = True) -> dict[str, int]:
+        """Documents and chunks (index scans), and stored vectors if asked (a scan of every vector page)."""
         one = lambda sql: int(self.conn.execute(sql).fetchone()[0])  # noqa: E731
-        return {"documents": one("SELECT count(*) FROM documents"), "chunks": one("SELECT count(*) FROM chunks"),
-                "vectors": one("SELECT count(*) FROM vectors")}
+        out = {"documents": one("SELECT count(*) FROM documents"), "chunks": one("SELECT count(*) FROM chunks")}
+        if vectors:
+            out["vectors"] = one("SELECT count(*) FROM vectors")
+        return out
+
+    def is_empty(self) -> bool:
+        return self.conn.execute("SELECT NOT EXISTS (SELECT 1 FROM chunks)").fetchone()[0] == 1
 
     def chunks_by_ids(self, ids: Iterable[int]) -> dict[int, Chunk]:
         """Chunks keyed by their integer (FAISS) id; ids no longer stored are absent."""

@@ -5,7 +5,7 @@ import pytest
 
 from retrieval.errors import KBLockedError, RetrievalError
 from retrieval.knowledge_base import KnowledgeBase
-from retrieval.search import RRF_K, fts_query
+from retrieval.search import RRF_K, fts_query, fusion_window
 
 from .conftest import CORPUS, write_docs
 
@@ -47,8 +47,9 @@ def test_bm25_uses_stemming_so_plural_and_verb_forms_match(filled_kb):
 
 def test_hybrid_score_is_the_reciprocal_rank_fusion_of_dense_and_bm25(filled_kb):
     query = "when did the office open in Lisbon"
-    dense = [h.chunk.chunk_id for h in filled_kb.search(query, k=50, mode="dense")]
-    sparse = [h.chunk.chunk_id for h in filled_kb.search(query, k=50, mode="bm25")]
+    window = fusion_window(5)
+    dense = [h.chunk.chunk_id for h in filled_kb.search(query, k=window, mode="dense")]
+    sparse = [h.chunk.chunk_id for h in filled_kb.search(query, k=window, mode="bm25")]
     expected = {}
     for ranking in (dense, sparse):
         for rank, cid in enumerate(ranking, 1):

@@ -1,11 +1,20 @@
 import numpy as np
 import pytest
 
-from retrieval.search import fts_query, maximal_marginal_relevance, reciprocal_rank_fusion
+from retrieval.search import fts_query, fusion_window, maximal_marginal_relevance, reciprocal_rank_fusion
 
 
 def test_fts_query_quotes_each_word_once_and_ors_them():
-    assert fts_query('Refund "policy" AND refund* NEAR(x)') == '"refund" OR "policy" OR "and" OR "near" OR "x"'
+    assert fts_query('Refund "policy" AND refund* NEAR(x)') == '"refund" OR "policy" OR "near" OR "x"'
+
+
+def test_fts_query_drops_english_function_words_unless_nothing_else_is_left():
+    assert fts_query("How do I get a refund?") == '"get" OR "refund"'
+    assert fts_query("to be or not to be") == '"to" OR "be" OR "or" OR "not"'
+
+
+def test_fusion_window_is_twice_k_but_at_least_ten():
+    assert (fusion_window(3), fusion_window(5), fusion_window(12)) == (10, 10, 24)
 
 
 def test_fts_query_of_punctuation_is_empty():
