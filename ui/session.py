@@ -66,7 +66,7 @@ def sanitize_filename(name: str) -> str:
     """A safe file name for an upload: the base name only, unusual characters replaced by '_'."""
     base = Path(name.replace("\\", "/")).name
     stem, dot, ext = base.rpartition(".")
-    if not dot:
+    if not dot or not stem.strip("."):  # no extension, or a dot-file such as ".env"
         stem, ext = base, ""
     stem = _UNSAFE.sub("_", stem).strip("._-")[:100] or "upload"
     ext = _UNSAFE.sub("", ext)[:10]

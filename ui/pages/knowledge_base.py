@@ -137,7 +137,8 @@ with docs_tab:
                 st.session_state["kb_last_report"] = (kb_name, report)
                 st.session_state.pop("kb_selected", None)
                 st.rerun()
-        if right.button("Re-ingest", disabled=not chosen, key="kb_reingest", icon=":material/refresh:"):
+        if right.button("Re-ingest", disabled=not chosen, key="kb_reingest", icon=":material/refresh:",
+                        help="Read the files again: changed ones replace their passages, unchanged ones are skipped"):
             with reported_errors("re-ingest"):
                 paths = [Path(by_label[c]) for c in chosen]
                 st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(kb, paths, chosen))
