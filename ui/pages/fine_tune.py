@@ -175,8 +175,11 @@ with st.form("ft_form"):
     left, right = st.columns(2)
     method = left.selectbox("Method", list(METHODS), format_func=lambda m: f"{m} — {METHODS[m].DESCRIPTION}",
                             key="ft_method")
-    default_name = Path(data_paths[0]).stem if data_paths else (f"grounded-{from_kb}" if from_kb else "")
-    name = right.text_input("Adapter name", value=default_name, key="ft_name")
+    suggested = Path(data_paths[0]).stem if data_paths else (f"grounded-{from_kb}" if from_kb else "")
+    if st.session_state.get("ft_name", "") in ("", st.session_state.get("ft_suggested")):  # not typed by the user
+        st.session_state["ft_name"] = suggested
+    st.session_state["ft_suggested"] = suggested
+    name = right.text_input("Adapter name", key="ft_name")
     values = {}
     columns = st.columns(4)
     for i, (field, label, help_text) in enumerate(s for s in SETTINGS if s[0] in defaults):
@@ -227,12 +230,22 @@ adapters = list_adapters(ws)
 if not adapters:
     st.caption("No adapters yet.")
 else:
+    def _metric(info, key):
+        return (info.manifest.get("metrics") or {}).get(key)
+
     st.dataframe([{"name": a.name, "method": a.method, "base": Path(a.base).name, "created": a.created_at[:19],
-                   "examples": (a.manifest.get("examples") or {}).get("train") if isinstance(a.manifest.get("examples"), dict)
-                   else a.manifest.get("examples"), "path": str(a.path)} for a in adapters],
+                   "train examples": (a.manifest.get("counts") or {}).get("train"), "steps": _metric(a, "steps"),
+                   "eval loss before": _metric(a, "eval_loss_before"), "eval loss after": _metric(a, "eval_loss_after"),
+                   "learned": _metric(a, "learned"), "path": str(a.path)} for a in adapters],
                  hide_index=True, width="stretch")
     chosen = st.selectbox("Adapter", [a.name for a in adapters], key="ft_adapter")
     info = next(a for a in adapters if a.name == chosen)
+    curve, report = info.path / "loss_curve.png", info.path / "report.md"
+    with st.expander("Loss curve and report", expanded=False):
+        if curve.exists():
+            st.image(str(curve), width=520)
+        if report.exists():
+            st.markdown(report.read_text(encoding="utf-8"))
     with st.expander("Manifest"):
         st.json(info.manifest, expanded=1)
     left, right = st.columns(2)
