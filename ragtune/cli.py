@@ -328,11 +328,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:
+        # Library chatter is not ours to show: weight-loading bars for sub-second loads, and
+        # bitsandbytes announcing optional CPU kernels it falls back from.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ragtune search ... | head`
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # user errors become one line; programming errors stay tracebacks
         if isinstance(exc, _user_errors()):
             print(f"error: {exc}", file=sys.stderr)
