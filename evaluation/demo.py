@@ -43,11 +43,15 @@ class DemoSettings:
 
     kb: str = "demo"
     general_kb: str = "demo-general"
+    chunk_tokens: int = 128  # the demo KBs' chunk size: short, precise chunks keep prompts (and training) short
+    overlap_tokens: int = 24
     grounded_adapter: str = "grounded"
     demo_adapter: str = "demo"
-    grounded_examples: int = 360  # grounding examples from demo_data/general
-    demo_examples: int = 360  # grounding examples from the demo KB (plus style.jsonl)
-    train_k: int = 3  # documents per training prompt (oracle + distractors)
+    grounded_examples: int = 240  # grounding examples from demo_data/general
+    demo_examples: int = 200  # grounding examples from the demo KB (plus style.jsonl)
+    train_k: int = 3  # most documents per training prompt (oracle + distractors)
+    train_k_min: int = 1  # fewest: a mix of 1..train_k documents keeps examples short and the adapter robust to k
+    fact_max_words: int = 32  # longest sentence a training question is made from (shorter = cheaper examples)
     abstain_share: float = 0.2
     rank: int = 16  # LoRA rank on every linear layer
     alpha: float = 32.0
@@ -57,7 +61,7 @@ class DemoSettings:
     max_length: int = 1024
     style_repeat: int = 1  # times each style.jsonl example appears in the training set
     eval_k: int = 3  # chunks retrieved per question in the eval
-    max_tokens: int = 80  # generation limit per answer in the eval
+    max_tokens: int = 64  # generation limit per answer in the eval
     house_voice: str = "Good tide! {answer}\n— Harbour Desk"  # the demo adapter's grounded answers
     seed: int = 0
 
@@ -78,13 +82,13 @@ def run_demo(ws: Workspace, ui: bool = True, port: int = 8501, progress: bool = 
     items = _eval_items(data)
 
     say(f"[1/6] knowledge base '{settings.kb}' from {data / 'kb'}")
-    _ingest(ws, settings.kb, [data / "kb"], progress, say)
+    _ingest(ws, settings.kb, [data / "kb"], settings, progress, say)
 
     say(f"[2/6] adapter '{settings.grounded_adapter}' (grounding on {data / 'general'}, not on the demo KB)")
     if _adapter_exists(ws, settings.grounded_adapter):
         say("      present: reused")
     else:
-        _ingest(ws, settings.general_kb, [data / "general"], progress, say)
+        _ingest(ws, settings.general_kb, [data / "general"], settings, progress, say)
         _train_grounded(ws, settings, items, progress, say)
 
     say(f"[3/6] adapter '{settings.demo_adapter}' (grounding on the demo KB in the house voice + style.jsonl)")
@@ -94,7 +98,7 @@ def run_demo(ws: Workspace, ui: bool = True, port: int = 8501, progress: bool = 
         _train_demo(ws, settings, items, data, progress, say)
 
     say(f"[4/6] documents added after training: {data / 'freshness'}")
-    _ingest(ws, settings.kb, [data / "freshness"], progress, say)
+    _ingest(ws, settings.kb, [data / "freshness"], settings, progress, say)
 
     say("[5/6] evaluation: prompt, rag, tuned, hybrid (adapter demo) and hybrid:grounded")
     summary, out_dir, reused = _evaluate(ws, settings, data, progress, generator)
@@ -161,12 +165,17 @@ def _eval_items(data: Path):
     return load_qa(data / "eval.jsonl", set(load_style_checks(data / "style_checks.yaml")))
 
 
-def _ingest(ws: Workspace, kb_name: str, paths: list[Path], progress: bool, say: Say) -> None:
+def _ingest(ws: Workspace, kb_name: str, paths: list[Path], settings: DemoSettings, progress: bool, say: Say) -> None:
+    from assistant.models import model_settings
+    from ingest.chunking import ChunkingSettings
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase
 
-    with KnowledgeBase.open(ws.kb_path(kb_name), create=True) as kb:
-        report = ingest_paths(kb, [str(p) for p in paths], progress=progress)
+    chunking = ChunkingSettings(chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.overlap_tokens)
+    path = ws.kb_path(kb_name)
+    embedder = None if KnowledgeBase.exists(path) else model_settings(ws).embedder  # an existing KB keeps its own
+    with KnowledgeBase.open(path, embedder=embedder, create=True) as kb:
+        report = ingest_paths(kb, [str(p) for p in paths], progress=progress, settings=chunking)
     say(f"      {report.summary_line()}")
     for failure in report.failed:
         say(f"      warning: {failure.source}: {failure.reason}")
@@ -189,7 +198,7 @@ def _train_settings(settings: DemoSettings, data: list[str]):
     return TrainSettings(data=data, format="messages", method="lora", rank=settings.rank, alpha=settings.alpha,
                          lr=settings.lr, epochs=settings.epochs, batch_size=settings.batch_size,
                          max_length=settings.max_length, overlong="drop", val_ratio=0.05, seed=settings.seed,
-                         report_examples=2, early_stopping_patience=0)
+                         report_examples=0, early_stopping_patience=0)
 
 
 def _train_grounded(ws: Workspace, settings: DemoSettings, items, progress: bool, say: Say) -> None:
@@ -198,9 +207,9 @@ def _train_grounded(ws: Workspace, settings: DemoSettings, items, progress: bool
     from retrieval.knowledge_base import KnowledgeBase
 
     with KnowledgeBase.open(ws.kb_path(settings.general_kb)) as kb:
-        examples = build_grounding_set(kb, settings.grounded_examples, k=settings.train_k,
-                                       abstain_share=settings.abstain_share, seed=settings.seed, exclude=items,
-                                       progress=progress)
+        examples = build_grounding_set(kb, settings.grounded_examples, k=settings.train_k, k_min=settings.train_k_min,
+                                       max_words=settings.fact_max_words, abstain_share=settings.abstain_share,
+                                       seed=settings.seed, exclude=items, progress=progress)
     path = write_grounding_set(examples, run_dir_for(ws, settings.grounded_adapter) / "grounding.jsonl", meta=True)
     say(f"      {len(examples)} grounding examples -> {path}; training LoRA r={settings.rank}")
     info = train_adapter(ws, settings.grounded_adapter, _train_settings(settings, [str(path)]), progress=progress)
@@ -216,8 +225,9 @@ def _train_demo(ws: Workspace, settings: DemoSettings, items, data: Path, progre
     run_dir = run_dir_for(ws, settings.demo_adapter)
     with KnowledgeBase.open(ws.kb_path(settings.kb)) as kb:
         # only documents from demo_data/kb: anything ingested later (freshness/) stays unseen
-        examples = build_grounding_set(kb, settings.demo_examples, k=settings.train_k,
-                                       abstain_share=settings.abstain_share, seed=settings.seed + 1, exclude=items,
+        examples = build_grounding_set(kb, settings.demo_examples, k=settings.train_k, k_min=settings.train_k_min,
+                                       max_words=settings.fact_max_words, abstain_share=settings.abstain_share,
+                                       seed=settings.seed + 1, exclude=items,
                                        source_prefix=str(data / "kb"), answer_template=settings.house_voice,
                                        progress=progress)
     grounding_path = write_grounding_set(examples, run_dir / "grounding.jsonl", meta=True)

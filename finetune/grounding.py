@@ -66,6 +66,7 @@ class GroundingSettings:
 
     n_examples: int = 400
     k: int = 4  # documents per prompt: the oracle plus k-1 distractors (k distractors when abstaining)
+    k_min: int | None = None  # if set, each example has between k_min and k documents (robust to any k)
     abstain_share: float = 0.2  # share of examples without the oracle, answered with NO_ANSWER
     cloze_share: float = 0.3  # share of answerable examples asked as "Fill in the blank"
     min_words: int = 6  # sentences shorter or longer than this are not used as facts
@@ -80,6 +81,8 @@ class GroundingSettings:
             raise ValueError("n_examples must be at least 1")
         if self.k < 1:
             raise ValueError("k must be at least 1")
+        if self.k_min is not None and not 1 <= self.k_min <= self.k:
+            raise ValueError("k_min must be between 1 and k")
         if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1:
             raise ValueError("abstain_share and cloze_share must be between 0 and 1")
         if "{answer}" not in self.answer_template:
@@ -154,11 +157,12 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
         if guard.repeats(question):
             continue
         distractors = _distractors(kb, question, fact, settings, chunks, rng)
+        k = rng.randint(settings.k_min, settings.k) if settings.k_min else settings.k
         if i in abstain:
-            context = distractors[: settings.k]
+            context = distractors[:k]
             answer, position, kind = NO_ANSWER, None, "abstain"
         else:
-            context = distractors[: settings.k - 1]
+            context = distractors[: k - 1]
             position = rng.randint(0, len(context))
             context.insert(position, fact.chunk)
             position += 1

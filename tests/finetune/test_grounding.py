@@ -154,3 +154,9 @@ def test_answer_template_wraps_answers_but_not_the_abstention(kb):
                                    answer_template="Hello! {answer}\n- Desk", seed=8)
     assert all(e.answer.startswith("Hello! ") and e.answer.endswith("\n- Desk") for e in examples if e.kind != "abstain")
     assert all(e.answer == NO_ANSWER for e in examples if e.kind == "abstain")
+
+
+def test_k_min_varies_the_number_of_documents(kb):
+    examples = build_grounding_set(kb, 30, k=3, k_min=1, retrieval_mode="bm25", abstain_share=0.0, seed=9)
+    assert {len(e.context_chunk_ids) for e in examples} == {1, 2, 3}
+    assert all(f"[{e.oracle_position}]" in e.answer for e in examples)
