@@ -85,6 +85,29 @@ def test_packed_batch_gives_the_same_loss_as_the_padded_batch(qa_path, tiny_llam
     assert torch.allclose(padded, packed, atol=1e-5)
 
 
+def test_answer_only_loss_equals_the_full_logits_loss_padded_and_packed(tmp_path, qa_path, tiny_llama_path):
+    from transformers import TrainingArguments
+
+    from finetune.training import AnswerOnlyTrainer
+
+    settings = quick(qa_path, tiny_llama_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_path)
+    encoded, _ = encode_examples(tokenizer, prepare_data(settings).train[:4], 128)
+    features = [e.as_features() for e in encoded]
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
+    model.config.use_cache = False
+    trainer = AnswerOnlyTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                                    report_to="none"))
+    assert trainer.can_keep_logits
+    for batching in ("group_by_length", "packing"):
+        batch = make_collator(batching, tokenizer.pad_token_id)(features)
+        with torch.no_grad():
+            expected = model(**batch).loss
+            assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-5)
+            n = (batch["labels"][:, 1:] != -100).sum()
+            assert torch.allclose(trainer.compute_loss(model, batch, num_items_in_batch=n), expected, atol=1e-5)
+
+
 def test_adapter_reloads_with_plain_peft_and_reproduces_the_trained_model(lora_run):
     from peft import PeftModel
 
