@@ -202,7 +202,8 @@ def cmd_ui(args) -> int:
     env = dict(os.environ, RAGTUNE_HOME=str(_workspace(args).home))
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
            "--server.port", str(args.port), "--server.headless", str(args.headless).lower(),
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+           "--server.fileWatcherType", "none"]  # a local tool: no "Deploy" button, no source watching
     print(f"ragtune UI on http://{args.host}:{args.port}  (Ctrl-C to stop)")
     return subprocess.call(cmd, env=env)
 

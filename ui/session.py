@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
+_WARMING: "weakref.WeakKeyDictionary[object, threading.Thread]" = weakref.WeakKeyDictionary()
 KB_KEY = "ragtune_kb"  # session_state key of the knowledge base chosen in the sidebar
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -108,11 +111,12 @@ def open_kb(ws: Workspace, name: str, create: bool = False):
     """The knowledge base ``name`` (cached: it follows new ingests by itself); ``create`` makes it with
     the workspace's configured embedder."""
     from assistant.models import model_settings
-    from retrieval.knowledge_base import KnowledgeBase
+    from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseSettings
 
     path = ws.kb_path(name)
-    if create and not KnowledgeBase.exists(path):
-        KnowledgeBase.open(path, embedder=model_settings(ws).embedder, create=True).close()
+    if create and not KnowledgeBase.exists(path):  # as `ragtune ingest` creates one: config.yaml's models and kb
+        KnowledgeBase.open(path, embedder=model_settings(ws).embedder, create=True,
+                           settings=ws.settings(KnowledgeBaseSettings, "kb")).close()
     return _knowledge_base(str(path))
 
 
@@ -141,3 +145,23 @@ def forget_assistants() -> None:
     """Drop the cached assistants (after an adapter was deleted): the next request reloads what it needs."""
     _assistant.clear()
     _backend.clear()
+
+
+def start_warm_up(assistant) -> bool:
+    """Load the generator (and embedder) on a background thread, once per backend; True when ready.
+
+    The page stays usable while a model loads; a question asked meanwhile waits for it under a
+    spinner (and shows the load error, if any, as one line).
+    """
+    thread = _WARMING.get(assistant.backend)
+    if thread is None:
+        def warm() -> None:
+            try:
+                assistant.warm_up()
+            except Exception as exc:  # noqa: BLE001 (reported when a question calls warm_up again)
+                log.warning("background warm-up failed: %s", exc)
+
+        thread = threading.Thread(target=warm, name="ragtune-warm-up", daemon=True)
+        _WARMING[assistant.backend] = thread
+        thread.start()
+    return not thread.is_alive()

@@ -7,7 +7,7 @@ import re
 
 import streamlit as st
 
-from ui.session import choose_kb, get_assistant, open_kb, reported_errors, workspace
+from ui.session import choose_kb, get_assistant, open_kb, reported_errors, start_warm_up, workspace
 
 MODE_HELP = {
     "hybrid": "adapter + retrieved passages",
@@ -163,6 +163,8 @@ for i, message in enumerate(history):
         if message.get("answer") is not None:
             render_answer_details(message["answer"], kb, f"m{i}", show_context)
 
+if not start_warm_up(assistant):
+    st.caption(":material/hourglass_top: Loading the model in the background: the first answer waits for it.")
 question = st.chat_input("Ask a question about your documents", key="chat_input")
 if question:
     with st.chat_message("user"):

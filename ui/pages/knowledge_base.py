@@ -21,10 +21,13 @@ def _display_source(ws, source: str) -> str:
         return source
 
 
-def ingest_with_progress(kb, paths: list[Path], labels: list[str]) -> dict:
-    """Ingest ``paths`` one by one under a progress bar; returns the merged report as a dict."""
+def ingest_with_progress(ws, kb, paths: list[Path], labels: list[str]) -> dict:
+    """Ingest ``paths`` one by one under a progress bar (chunking from config.yaml, as ``ragtune ingest``);
+    returns the merged report as a dict."""
+    from ingest.chunking import ChunkingSettings
     from ingest.pipeline import ingest_paths
 
+    settings = ws.settings(ChunkingSettings, "chunking")
     merged = {"added": [], "updated": [], "unchanged": [], "removed": [], "failed": []}
     bar = st.progress(0.0, text="Starting…")
     started = time.monotonic()
@@ -34,7 +37,7 @@ def ingest_with_progress(kb, paths: list[Path], labels: list[str]) -> dict:
             remaining = (time.monotonic() - started) / i * (len(paths) - i)
             eta = f" · about {remaining:.0f} s left"
         bar.progress(i / len(paths), text=f"Ingesting {label} ({i + 1}/{len(paths)}){eta}")
-        report = ingest_paths(kb, [str(path)], progress=False).to_dict()
+        report = ingest_paths(kb, [str(path)], progress=False, settings=settings).to_dict()
         for key in merged:
             merged[key].extend(report.get(key) or [])
     bar.progress(1.0, text=f"Done: {len(paths)} file(s) in {time.monotonic() - started:.1f} s")
@@ -115,7 +118,7 @@ with add_tab:
     if st.button("Ingest", type="primary", disabled=not uploads, key="kb_ingest", icon=":material/upload:"):
         saved = [save_upload(ws, kb_name, f.name, f.getvalue()) for f in uploads]
         with reported_errors("ingest"):
-            st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(kb, saved, [f.name for f in uploads]))
+            st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(ws, kb, saved, [f.name for f in uploads]))
             st.session_state["kb_upload_generation"] = generation + 1  # empties the uploader
             st.rerun()
 
@@ -141,7 +144,7 @@ with docs_tab:
                         help="Read the files again: changed ones replace their passages, unchanged ones are skipped"):
             with reported_errors("re-ingest"):
                 paths = [Path(by_label[c]) for c in chosen]
-                st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(kb, paths, chosen))
+                st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(ws, kb, paths, chosen))
                 st.rerun()
 
 with search_tab:
