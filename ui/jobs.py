@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,35 @@ class Job:
         tmp = Path(self.record_path).with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
         os.replace(tmp, self.record_path)
+
+
+_TQDM = re.compile(r"(?:^|[\r\n])(?:([^\r\n:|]+): *)?\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
+
+
+@dataclass(frozen=True)
+class BarState:
+    """The last drawn state of a tqdm progress bar in a command's output."""
+
+    description: str
+    done: int
+    total: int
+    remaining_s: float | None
+
+
+def last_progress_bar(text: str) -> BarState | None:
+    """The most recent tqdm bar state in ``text`` (None if the output has none yet)."""
+    found = None
+    for found in _TQDM.finditer(text):
+        pass
+    if found is None:
+        return None
+    description, done, total, _elapsed, remaining = found.groups()
+    seconds = None
+    if "?" not in remaining:
+        seconds = 0.0
+        for part in remaining.split(":"):
+            seconds = seconds * 60 + float(part)
+    return BarState((description or "").strip(), int(done), int(total), seconds)
 
 
 def readable_log(text: str) -> str:

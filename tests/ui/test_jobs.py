@@ -38,3 +38,18 @@ def test_job_is_found_again_from_its_record(workspace):
     finally:
         stop_job(load_job(job.record_path))
     assert _wait(job).status == "stopped"
+
+
+def test_last_progress_bar_reads_the_latest_redraw_with_its_description():
+    from ui.jobs import last_progress_bar
+
+    out = "loading\reval:  40%|████      | 4/10 [00:05<00:07,  1.20answer/s]\reval:  50%|█████     | 5/10 [00:06<01:06]"
+    bar = last_progress_bar(out)
+    assert (bar.description, bar.done, bar.total, bar.remaining_s) == ("eval", 5, 10, 66.0)
+    assert last_progress_bar("no bar here") is None
+
+
+def test_readable_log_keeps_each_line_at_its_last_redraw():
+    from ui.jobs import readable_log
+
+    assert readable_log("start\n 10%|a| 1/10\r 20%|b| 2/10\ndone\n") == "start\n 20%|b| 2/10\ndone\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui.arena import ArenaConfig, ArenaStore, leaderboard, pick_pair
-from ui.jobs import list_jobs, ragtune_command, readable_log, start_job, stop_job
+from ui.jobs import last_progress_bar, list_jobs, ragtune_command, readable_log, start_job, stop_job
 from ui.session import choose_kb, get_assistant, open_kb, reported_errors, save_upload, uploads_dir, workspace
 
 ALL_MODES = ["prompt", "rag", "tuned", "hybrid"]
@@ -139,7 +139,7 @@ with harness_tab:
             from datetime import datetime
 
             out = ws.runs_dir / f"eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            args = ["eval", str(files[choice]), "--modes", ",".join(modes), "--out", str(out), "--quiet"]
+            args = ["eval", str(files[choice]), "--modes", ",".join(modes), "--out", str(out)]
             args += ["--kb", kb_name] if kb_name else []
             args += ["--adapter", adapter] if adapters and any(m in ("tuned", "hybrid") for m in modes) else []
             args += ["--limit", str(int(limit))] if limit else []
@@ -154,7 +154,13 @@ with harness_tab:
                      "failed": ":material/error:", "stopped": ":material/stop_circle:"}[job.status]
             with st.expander(f"{job.name}: {job.status} ({job.elapsed_s:.0f} s)", icon=state,
                              expanded=job.status != "finished"):
-                st.code(readable_log(job.log_tail(20000))[-1500:] or "(no output yet)", language=None)
+                output = job.log_tail(200_000)
+                bar = last_progress_bar(output)
+                if bar is not None and bar.total and job.status == "running":
+                    left = f", about {bar.remaining_s:.0f} s left" if bar.remaining_s is not None else ""
+                    st.progress(min(bar.done / bar.total, 1.0), text=f"{bar.description or 'progress'}: "
+                                f"{bar.done}/{bar.total} answers{left}")
+                st.code(readable_log(output)[-1500:] or "(no output yet)", language=None)
                 if job.status == "running" and st.button("Stop", key=f"stop-{job.id}"):
                     stop_job(job)
 
