@@ -37,14 +37,12 @@ def kb(workspace, tiny_embedder_path):
 
 
 @pytest.mark.timeout(300)
-def test_each_bad_file_is_one_error_line_while_good_files_are_ingested(workspace, tiny_embedder_path, tmp_path, build_pdf):
+def test_each_bad_file_is_one_error_line_while_good_files_are_ingested(kb, tmp_path, build_pdf):
     from reportlab.lib.pdfencrypt import StandardEncryption
 
     kept = tmp_path / "kept.md"
     kept.write_text("# Kept\n\nStored before the bad batch.\n")
-    first = ragtune("ingest", str(kept), "--embedder", tiny_embedder_path, "--json")
-    assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["added"] == [str(kept)]
+    ingest_paths(kb, [kept], progress=False)
 
     batch = tmp_path / "batch"
     batch.mkdir()
@@ -79,6 +77,18 @@ def test_each_bad_file_is_one_error_line_while_good_files_are_ingested(workspace
     assert set(listed[0]) >= {"source", "title", "chunks", "pages", "sha256", "ingested_at"}
     hit = json.loads(ragtune("search", "café gare", "--mode", "bm25", "--json").stdout)[0]
     assert hit["source"] == str(batch / "latin1.txt") and "café" in hit["text"]
+
+
+def test_ingest_exits_zero_when_every_file_succeeds(workspace, tiny_embedder_path, tmp_path, capsys):
+    from ragtune.cli import main  # in-process: the console script's own entry point, without a torch import
+
+    doc = tmp_path / "a.md"
+    doc.write_text("# A\n\nAll good.\n")
+    assert main(["ingest", str(doc), "--embedder", tiny_embedder_path, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["added"] == [str(doc)] and "error" not in err
+    assert main(["ingest", str(doc)]) == 0
+    assert capsys.readouterr().out.startswith("0 added, 0 updated, 1 unchanged")
 
 
 def test_ingest_without_paths_is_a_usage_error():

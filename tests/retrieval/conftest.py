@@ -50,3 +50,12 @@ def filled_kb(kb):
     """``kb`` holding CORPUS."""
     write_docs(kb, CORPUS)
     return kb
+
+
+@pytest.fixture(scope="module")
+def corpus_kb(tmp_path_factory, tiny_embedder_path):
+    """A KB holding CORPUS shared by a module's read-only tests (tests that write use ``filled_kb``)."""
+    base = KnowledgeBase.open(tmp_path_factory.mktemp("corpus") / "corpus", embedder=tiny_embedder_path, create=True)
+    write_docs(base, CORPUS)
+    yield base
+    base.close()

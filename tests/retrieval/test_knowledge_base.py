@@ -24,37 +24,37 @@ def test_embedder_is_fixed_at_creation_and_saved_in_the_manifest(kb, tiny_embedd
         KnowledgeBase.open(kb.path, embedder="all-minilm-l6-v2")
 
 
-def test_dense_search_ranks_a_chunk_first_for_its_own_text(filled_kb):
-    hits = filled_kb.search("The office opened in 1998 in Lisbon.", k=3, mode="dense")
+def test_dense_search_ranks_a_chunk_first_for_its_own_text(corpus_kb):
+    hits = corpus_kb.search("The office opened in 1998 in Lisbon.", k=3, mode="dense")
     assert hits[0].chunk.text == "The office opened in 1998 in Lisbon."
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert [h.rank for h in hits] == [1, 2, 3]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_bm25_search_matches_keywords_with_positive_descending_scores(filled_kb):
-    hits = filled_kb.search("gift cards refunded", k=5, mode="bm25")
+def test_bm25_search_matches_keywords_with_positive_descending_scores(corpus_kb):
+    hits = corpus_kb.search("gift cards refunded", k=5, mode="bm25")
     assert hits[0].chunk.text.startswith("Gift cards")
     assert all(h.score > 0 for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all("gift" in h.chunk.text.lower() or "refund" in h.chunk.text.lower() for h in hits)
 
 
-def test_bm25_uses_stemming_so_plural_and_verb_forms_match(filled_kb):
-    hits = filled_kb.search("refund", mode="bm25")
+def test_bm25_uses_stemming_so_plural_and_verb_forms_match(corpus_kb):
+    hits = corpus_kb.search("refund", mode="bm25")
     assert {h.chunk.text for h in hits} == set(CORPUS["/docs/refunds.md"])
 
 
-def test_hybrid_score_is_the_reciprocal_rank_fusion_of_dense_and_bm25(filled_kb):
+def test_hybrid_score_is_the_reciprocal_rank_fusion_of_dense_and_bm25(corpus_kb):
     query = "when did the office open in Lisbon"
     window = fusion_window(5)
-    dense = [h.chunk.chunk_id for h in filled_kb.search(query, k=window, mode="dense")]
-    sparse = [h.chunk.chunk_id for h in filled_kb.search(query, k=window, mode="bm25")]
+    dense = [h.chunk.chunk_id for h in corpus_kb.search(query, k=window, mode="dense")]
+    sparse = [h.chunk.chunk_id for h in corpus_kb.search(query, k=window, mode="bm25")]
     expected = {}
     for ranking in (dense, sparse):
         for rank, cid in enumerate(ranking, 1):
             expected[cid] = expected.get(cid, 0) + 1 / (RRF_K + rank)
-    hits = filled_kb.search(query, k=5, mode="hybrid")
+    hits = corpus_kb.search(query, k=5, mode="hybrid")
     assert {h.chunk.chunk_id: pytest.approx(h.score) for h in hits} == {
         cid: pytest.approx(expected[cid]) for cid in [h.chunk.chunk_id for h in hits]}
     assert hits[0].chunk.text == "The office opened in 1998 in Lisbon."
@@ -62,26 +62,26 @@ def test_hybrid_score_is_the_reciprocal_rank_fusion_of_dense_and_bm25(filled_kb)
 
 @pytest.mark.parametrize("query", ['AND OR NOT', '"unterminated', 'NEAR(office Lisbon)', 'office*', 'col:office',
                                    '^office', '(((', "it's - a - test", "office -Lisbon +Porto", "{}[]"])
-def test_fts_syntax_in_a_query_never_raises(filled_kb, query):
-    filled_kb.search(query, mode="bm25")
-    filled_kb.search(query, mode="hybrid")
+def test_fts_syntax_in_a_query_never_raises(corpus_kb, query):
+    corpus_kb.search(query, mode="bm25")
+    corpus_kb.search(query, mode="hybrid")
 
 
-def test_a_query_without_words_finds_nothing_by_bm25(filled_kb):
+def test_a_query_without_words_finds_nothing_by_bm25(corpus_kb):
     assert fts_query("?!*") == ""
-    assert filled_kb.search("?!* ---", mode="bm25") == []
+    assert corpus_kb.search("?!* ---", mode="bm25") == []
 
 
-def test_source_prefix_limits_every_mode(filled_kb):
+def test_source_prefix_limits_every_mode(corpus_kb):
     for mode in ("dense", "bm25", "hybrid"):
-        hits = filled_kb.search("office refunds ferry harbour", k=10, mode=mode, source_prefix="/docs/")
+        hits = corpus_kb.search("office refunds ferry harbour", k=10, mode=mode, source_prefix="/docs/")
         assert hits and all(h.chunk.source.startswith("/docs/") for h in hits), mode
-    assert filled_kb.search("ferry", k=10, mode="bm25", source_prefix="/nowhere") == []
+    assert corpus_kb.search("ferry", k=10, mode="bm25", source_prefix="/nowhere") == []
 
 
-def test_source_prefix_with_like_wildcards_is_literal(filled_kb):
-    assert filled_kb.search("office", mode="bm25", source_prefix="/d%") == []
-    assert filled_kb.search("office", mode="bm25", source_prefix="/do_s") == []
+def test_source_prefix_with_like_wildcards_is_literal(corpus_kb):
+    assert corpus_kb.search("office", mode="bm25", source_prefix="/d%") == []
+    assert corpus_kb.search("office", mode="bm25", source_prefix="/do_s") == []
 
 
 def test_mmr_trades_a_near_duplicate_for_a_different_chunk(kb):
@@ -98,38 +98,38 @@ def test_mmr_trades_a_near_duplicate_for_a_different_chunk(kb):
     ({"query": "  "}, "query is empty"), ({"query": "x", "k": 0}, "k must be"), ({"query": "x", "mode": "fuzzy"}, "unknown search mode"),
     ({"query": "x", "mmr": 1.5}, "between 0 and 1"),
 ])
-def test_bad_search_arguments_are_user_errors(filled_kb, kwargs, message):
+def test_bad_search_arguments_are_user_errors(corpus_kb, kwargs, message):
     with pytest.raises(RetrievalError, match=message):
-        filled_kb.search(**kwargs)
+        corpus_kb.search(**kwargs)
 
 
 def test_searching_an_empty_kb_returns_no_hits(kb):
     assert kb.search("anything", mode="hybrid") == []
 
 
-def test_hit_to_dict_has_the_search_json_fields(filled_kb):
-    row = filled_kb.search("ferry", k=1)[0].to_dict()
+def test_hit_to_dict_has_the_search_json_fields(corpus_kb):
+    row = corpus_kb.search("ferry", k=1)[0].to_dict()
     assert list(row) == ["rank", "score", "source", "title", "page", "heading", "start", "end", "chunk_id", "text"]
     assert row["source"] == "/other/ferry.md" and row["rank"] == 1
 
 
-def test_get_chunks_keeps_the_requested_order_and_skips_unknown_ids(filled_kb):
-    ids = [c.chunk_id for c in filled_kb.iter_chunks()]
-    got = filled_kb.get_chunks([ids[3], "no-such-id", ids[0]])
+def test_get_chunks_keeps_the_requested_order_and_skips_unknown_ids(corpus_kb):
+    ids = [c.chunk_id for c in corpus_kb.iter_chunks()]
+    got = corpus_kb.get_chunks([ids[3], "no-such-id", ids[0]])
     assert [c.chunk_id for c in got] == [ids[3], ids[0]]
 
 
-def test_iter_chunks_yields_every_chunk_by_source_then_position(filled_kb):
-    chunks = list(filled_kb.iter_chunks())
+def test_iter_chunks_yields_every_chunk_by_source_then_position(corpus_kb):
+    chunks = list(corpus_kb.iter_chunks())
     assert [(c.source, c.position) for c in chunks] == sorted((s, i) for s, t in CORPUS.items() for i in range(len(t)))
     assert chunks[0].text == CORPUS["/docs/office.txt"][0]
 
 
-def test_list_documents_and_stats_count_what_was_written(filled_kb, tiny_embedder_path):
-    docs = filled_kb.list_documents()
+def test_list_documents_and_stats_count_what_was_written(corpus_kb, tiny_embedder_path):
+    docs = corpus_kb.list_documents()
     assert [d.source for d in docs] == sorted(CORPUS)
     assert [d.chunks for d in docs] == [len(CORPUS[d.source]) for d in docs]
-    stats = filled_kb.stats()
+    stats = corpus_kb.stats()
     assert (stats["documents"], stats["chunks"], stats["vectors"]) == (3, 5, 5)
     assert stats["embedder"] == tiny_embedder_path and stats["dimension"] == 64
     assert stats["generation"] == 1 and stats["index"].startswith("flat")
