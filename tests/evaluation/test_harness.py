@@ -1,6 +1,7 @@
 """The harness end to end on the tiny parrot model: records, summary, paired tests, reports, CLI."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,7 +103,7 @@ def test_robustness_curves_cover_k_and_distractors_per_adapter(eval_home, tmp_pa
 def test_cli_eval_prints_json_summary(eval_home, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ragtune", "eval", str(eval_home / "qa" / "qa.jsonl"), "--home",
                            str(eval_home), "--modes", "prompt,rag", "--limit", "2", "--out", str(tmp_path), "--json"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert set(summary["modes"]) == {"prompt", "rag"} and summary["out"] == str(tmp_path)
