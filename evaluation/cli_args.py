@@ -14,6 +14,7 @@ def eval_from_args(ws: Workspace, args) -> int:
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
     settings = ws.settings(EvalSettings, "eval", {"modes": modes, "k": args.k, "limit": args.limit,
+                                                  "max_tokens": getattr(args, "max_tokens", None),
                                                   "robustness": True if args.robustness else None})
     quiet = args.quiet or args.json
     run = run_evaluation(ws, args.qa, kb=args.kb, adapter=args.adapter, out=args.out, settings=settings,

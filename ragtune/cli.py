@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: workspace runs/eval-<time>)")
     p.add_argument("-k", type=int, default=None)
     p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--max-tokens", type=int, default=None, help="generation limit per answer")
     p.add_argument("--robustness", action="store_true", help="also correctness vs k and vs distractors")
     p.add_argument("--judge", help="OpenAI-compatible base URL of an LLM judge (off by default)")
 
