@@ -226,3 +226,44 @@ def test_shipped_configs_load_and_open_with_their_command(workspace):
         assert config.read_text().startswith("# ragtune train"), config
         settings = load_train_settings(workspace, config)
         assert dataclasses.asdict(settings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_real_default_model_trains_a_few_steps_and_reloads(workspace, qa_path, real_generator_path, method):
+    from peft import PeftModel
+
+    info = train_adapter(workspace, method, quick(qa_path, real_generator_path, method=method, lr=1e-3, max_steps=4,
+                                                  eval_steps=4, batch_size=4, report_max_new_tokens=8), progress=False)
+    metrics = info.manifest["metrics"]
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"]
+    assert 0 < metrics["trainable_params"] < metrics["total_params"] / 10
+    base = AutoModelForCausalLM.from_pretrained(real_generator_path, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(info.path))
+    assert sum("lora_A" in n for n, _ in model.named_parameters()) == 30 * 7  # every linear layer of 30 blocks
+
+
+def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, tmp_path, tiny_embedder_path,
+                                                                   tiny_llama_path, capsys):
+    from ingest.pipeline import ingest_paths
+    from retrieval.knowledge_base import KnowledgeBase
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "history.md").write_text("# History\n\nThe company was founded in 1987 by Tobias Quellan in Bergen. "
+                                     "The first ship was named Heron Gift and carried 40 passengers. "
+                                     "The fleet grew to 9 ships by the year 2004.\n")
+    (docs / "fares.md").write_text("# Fares\n\nA single adult ticket costs 19.80 euros on the main route. "
+                                   "Season passes cost 310 euros for twelve months of travel. "
+                                   "The help desk opens at 8:30 am on weekdays.\n")
+    with KnowledgeBase.open(workspace.kb_path("team"), embedder=tiny_embedder_path, create=True) as kb:
+        ingest_paths(kb, [docs], progress=False)
+    code = main(["train", "--from-kb", "team", "--base", str(tiny_llama_path), "--max-steps", "2", "--max-examples",
+                 "12", "--batch-size", "4", "--quiet", "--json", "--home", str(workspace.home)])
+    assert code == 0
+    manifest = json.loads(capsys.readouterr().out)["manifest"]
+    grounding = workspace.runs_dir / "train-grounded-team" / "grounding.jsonl"
+    rows = [json.loads(line) for line in grounding.read_text().splitlines()]
+    assert manifest["dataset"][0]["path"] == str(grounding) and manifest["dataset"][0]["format"] == "messages"
+    assert len(rows) == manifest["dataset"][0]["examples"] > 0
+    assert rows[0]["messages"][0]["role"] == "system" and "meta" in rows[0]
