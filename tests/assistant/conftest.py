@@ -59,21 +59,41 @@ def parrot_llama_path(tmp_path_factory, smollm_tokenizer_path) -> Path:
     return out
 
 
-@pytest.fixture
-def docs_kb(workspace, tiny_embedder_path, tmp_path):
-    """The workspace's 'default' knowledge base holding DOCS, ingested by the real pipeline."""
+def fill_docs_kb(ws, embedder_path: str, folder: Path):
+    """Write DOCS into ``folder`` and ingest them into ``ws``'s 'default' KB with the real pipeline."""
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase
 
-    folder = tmp_path / "docs"
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     for name, text in DOCS.items():
         (folder / name).write_text(text, encoding="utf-8")
-    kb = KnowledgeBase.open(workspace.kb_path("default"), embedder=tiny_embedder_path, create=True)
+    kb = KnowledgeBase.open(ws.kb_path("default"), embedder=embedder_path, create=True)
     report = ingest_paths(kb, [folder], progress=False)
     assert not report.failed
+    return kb
+
+
+@pytest.fixture
+def docs_kb(workspace, tiny_embedder_path, tmp_path):
+    """The workspace's 'default' knowledge base holding DOCS."""
+    kb = fill_docs_kb(workspace, tiny_embedder_path, tmp_path / "docs")
     yield kb
     kb.close()
+
+
+@pytest.fixture(scope="module")
+def shared_parrot(tmp_path_factory, tiny_embedder_path, parrot_llama_path):
+    """One parrot assistant (its own workspace and DOCS KB) for a module's read-only tests: loads once."""
+    from assistant.assistant import Assistant
+    from ragtune.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("shared-parrot")
+    ws = Workspace.open(root / "home")
+    fill_docs_kb(ws, tiny_embedder_path, root / "docs").close()
+    assistant = Assistant(ws, generator=str(parrot_llama_path), settings=GenerationSettings(max_tokens=24, min_score=-1.0))
+    assistant.warm_up()
+    yield assistant
+    assistant.close()
 
 
 @pytest.fixture
@@ -82,7 +102,7 @@ def parrot_answer() -> str:
     return PARROT_ANSWER
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_adapter():
     """``make_adapter(ws, base, name, method="lora", seed=1, targets=...)`` saves an adapter as finetune/ does."""
     return _make_adapter

@@ -15,7 +15,13 @@ from retrieval.records import Chunk, Hit
 
 
 @pytest.fixture
-def parrot(workspace, docs_kb, parrot_llama_path, fast_settings):
+def parrot(shared_parrot):
+    """The module's parrot assistant (tests here only read from it)."""
+    return shared_parrot
+
+
+@pytest.fixture
+def fresh_parrot(workspace, docs_kb, parrot_llama_path, fast_settings):
     assistant = Assistant(workspace, generator=str(parrot_llama_path), settings=fast_settings)
     yield assistant
     assistant.close()
@@ -77,7 +83,8 @@ def test_citation_filter_streams_the_same_text_strip_citations_gives(raw):
 
 # -- no evidence, k, extra context, budget ------------------------------------------------------
 
-def test_question_far_from_every_chunk_gets_no_answer_without_loading_the_model(parrot):
+def test_question_far_from_every_chunk_gets_no_answer_without_loading_the_model(fresh_parrot):
+    parrot = fresh_parrot
     query = "When does the ferry leave?"
     nearest = parrot.evidence_score(query, [], "hybrid")
     answer = parrot.answer(query, mode="rag", min_score=nearest + 1e-3)

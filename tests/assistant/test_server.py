@@ -39,13 +39,12 @@ def running(app):
         sock.close()
 
 
-@pytest.fixture
-def parrot_server(workspace, docs_kb, parrot_llama_path, fast_settings, make_adapter):
-    make_adapter(workspace, parrot_llama_path, "alpha")
-    assistant = Assistant(workspace, generator=str(parrot_llama_path), settings=fast_settings)
-    with running(create_app(assistant, api_key=KEY)) as url:
-        yield url, assistant
-    assistant.close()
+@pytest.fixture(scope="module")
+def parrot_server(shared_parrot, parrot_llama_path, make_adapter):
+    """A server (with an API key) for the module's parrot assistant, whose workspace has an adapter 'alpha'."""
+    make_adapter(shared_parrot.ws, parrot_llama_path, "alpha")
+    with running(create_app(shared_parrot, api_key=KEY)) as url:
+        yield url, shared_parrot
 
 
 @pytest.fixture
@@ -151,8 +150,9 @@ def test_search_endpoint_returns_ranked_chunks(parrot_server):
     assert hits[0]["source"].endswith("ferry.md") and hits[0]["rank"] == 1
 
 
-def test_upload_is_confined_to_the_workspace_listed_searchable_and_deletable(parrot_server, workspace):
-    url, _ = parrot_server
+def test_upload_is_confined_to_the_workspace_listed_searchable_and_deletable(parrot_server):
+    url, served = parrot_server
+    workspace = served.ws
     auth = {"Authorization": f"Bearer {KEY}"}
     files = {"file": ("../../etc/evil name!.md", b"# Lighthouse\n\nThe lighthouse keeper is Morwenna Trask.", "text/markdown")}
     response = httpx.post(url + "/v1/kb/documents", files=files, headers=auth)
@@ -217,11 +217,11 @@ def test_queue_limit_answers_503_while_busy(workspace, docs_kb, tiny_llama_path)
     assistant.close()
 
 
-def test_openai_compatible_backend_generates_through_a_ragtune_server(parrot_server, workspace, fast_settings,
-                                                                      parrot_answer, monkeypatch):
+def test_openai_compatible_backend_generates_through_a_ragtune_server(parrot_server, fast_settings, parrot_answer,
+                                                                      monkeypatch):
     url, served = parrot_server
     monkeypatch.setenv("RAGTUNE_BACKEND_API_KEY", KEY)
-    remote = Assistant(workspace, backend=url, settings=fast_settings)
+    remote = Assistant(served.ws, backend=url, settings=fast_settings)  # same workspace and KB, remote generator
     assert remote.backend.name == "openai"
     local_answer = served.answer("When does the ferry leave?", mode="rag")
     items = list(remote.stream("When does the ferry leave?", mode="rag"))
