@@ -20,7 +20,8 @@ _FLAG_FIELDS = {
     "batch_size": "batch_size", "grad_accum": "grad_accum", "warmup_ratio": "warmup_ratio",
     "weight_decay": "weight_decay", "seed": "seed", "max_length": "max_length", "freeze_top": "freeze_top",
     "max_examples": "max_examples", "target_modules": "target_modules", "bf16": "bf16",
-    "gradient_checkpointing": "gradient_checkpointing",
+    "gradient_checkpointing": "gradient_checkpointing", "eval_steps": "eval_steps", "batching": "batching",
+    "overlong": "overlong",
 }
 DEFAULT_GROUNDING_EXAMPLES = 400
 

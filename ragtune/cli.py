@@ -266,12 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, typ in [("--rank", int), ("--alpha", float), ("--dropout", float), ("--lr", float), ("--epochs", float),
                       ("--max-steps", int), ("--batch-size", int), ("--grad-accum", int), ("--warmup-ratio", float),
                       ("--weight-decay", float), ("--seed", int), ("--max-length", int), ("--freeze-top", int),
-                      ("--max-examples", int)]:
+                      ("--max-examples", int), ("--eval-steps", int)]:
         p.add_argument(flag, type=typ)
     p.add_argument("--target-modules", help="comma-separated module names (default: all linear layers)")
     p.add_argument("--resume", action="store_true", help="continue the run with this name after a kill")
     p.add_argument("--bf16", choices=["auto", "true", "false"])
     p.add_argument("--gradient-checkpointing", choices=["true", "false"])
+    p.add_argument("--batching", choices=["group_by_length", "packing", "random"])
+    p.add_argument("--overlong", choices=["drop", "truncate"], help="examples over --max-length (default: drop)")
 
     p = add("adapters", "list, show, delete or merge adapters")
     p.add_argument("adapters_command", choices=["list", "show", "delete", "merge"])
