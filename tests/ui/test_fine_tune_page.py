@@ -75,6 +75,15 @@ def test_training_starts_in_the_background_and_can_be_stopped(ui_workspace, open
     while load_job(job.record_path).status == "running" and time.time() < deadline:
         time.sleep(0.2)
     assert load_job(job.record_path).status == "stopped"
+    at.run()
+    at.button(key=f"resume-{job.id}").click().run()
+    resumed = list_jobs(at_workspace(at), kind="train")[0]
+    try:
+        assert resumed.id != job.id and resumed.command[-4:] == ["train", "--name", "tiny", "--resume"]
+    finally:
+        from ui.jobs import stop_job
+
+        stop_job(resumed)
 
 
 @pytest.mark.slow

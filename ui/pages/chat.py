@@ -163,8 +163,9 @@ for i, message in enumerate(history):
         if message.get("answer") is not None:
             render_answer_details(message["answer"], kb, f"m{i}", show_context)
 
+loading = st.empty()
 if not start_warm_up(assistant):
-    st.caption(":material/hourglass_top: Loading the model in the background: the first answer waits for it.")
+    loading.caption(":material/hourglass_top: Loading the model in the background: the first answer waits for it.")
 question = st.chat_input("Ask a question about your documents", key="chat_input")
 if question:
     with st.chat_message("user"):
@@ -185,6 +186,7 @@ if question:
 
             with st.spinner("Thinking…", show_time=True):
                 st.write_stream(deltas())
+        loading.empty()
         answer = final.get("answer")
         if answer is not None:
             render_answer_details(answer, kb, f"m{len(history) + 1}", show_context)

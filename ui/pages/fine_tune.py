@@ -211,12 +211,22 @@ def runs() -> None:
     if not jobs:
         st.caption("No training runs yet.")
         return
+    latest = {}
+    for job in jobs:  # newest first: the run a Resume would continue
+        latest.setdefault(job.name, job)
     for job in jobs[:5]:
         with st.container(border=True):
             head, stop = st.columns([5, 1])
             head.markdown(f"**{job.name}** · {job.extra.get('method', '')} · {job.status} · {job.elapsed_s:.0f} s")
             if job.status == "running" and stop.button("Stop", key=f"stop-{job.id}", icon=":material/stop:"):
                 stop_job(job)
+                st.rerun(scope="fragment")
+            resumable = job.status in ("stopped", "failed") and job is latest.get(job.name) \
+                and not (ws.adapters_dir / job.name).exists()
+            if resumable and stop.button("Resume", key=f"resume-{job.id}", icon=":material/resume:",
+                                         help="continue from the run's last checkpoint (ragtune train --resume)"):
+                start_job(ws, "train", job.name, ragtune_command("train", "--name", job.name, "--resume"),
+                          extra=dict(job.extra, resumed=job.id))
                 st.rerun(scope="fragment")
             show_progress(ws, job)
 

@@ -105,7 +105,7 @@ last = st.session_state.get("kb_last_report")
 if last and last[0] == kb_name:
     show_report(last[1])
 
-add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents", "Search playground"])
+docs_tab, add_tab, search_tab = st.tabs(["Documents", "Add documents", "Search playground"])
 
 with add_tab:
     from ingest.loaders import SUPPORTED_EXTENSIONS
