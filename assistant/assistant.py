@@ -68,12 +68,12 @@ class Assistant:
                     self._kb = KnowledgeBase.open(self.ws.kb_path(self.kb_name))
         return self._kb
 
-    def warm_up(self) -> None:
-        """Load the generator and, if the knowledge base exists, its embedder."""
+    def warm_up(self, retrieval: bool = True) -> None:
+        """Load the generator and, with ``retrieval`` and if the knowledge base exists, its embedder."""
         from retrieval.knowledge_base import KnowledgeBase
 
         self.backend.warm_up()
-        if KnowledgeBase.exists(self.ws.kb_path(self.kb_name)):
+        if retrieval and KnowledgeBase.exists(self.ws.kb_path(self.kb_name)):
             self.knowledge_base.embedder.warm_up()
 
     def modes_available(self) -> list[tuple[str, str | None]]:

@@ -25,11 +25,10 @@ def format_sources(answer: Answer) -> str:
     lines = []
     if answer.citations:
         lines.append("Sources:")
-        for c in answer.citations:
-            chunk = c.chunk
-            where = f" (p. {chunk.page})" if chunk.page else ""
-            heading = f" § {chunk.heading}" if chunk.heading else ""
-            lines.append(f"  [{c.n}] {chunk.title or chunk.source}{heading}: {chunk.source}{where}")
+        lines += [_source_line(c.n, c.chunk) for c in answer.citations]
+    elif answer.context and answer.finish_reason != "no_evidence":
+        lines.append("Context given (the answer cites none of it):")
+        lines += [_source_line(n, hit.chunk) for n, hit in enumerate(answer.context, start=1)]
     if answer.dropped_citations:
         numbers = ", ".join(f"[{n}]" for n in answer.dropped_citations)
         lines.append(f"(removed citation {numbers}: not among the {len(answer.context)} documents given)")
@@ -38,6 +37,12 @@ def format_sources(answer: Answer) -> str:
     elif answer.finish_reason == "length":
         lines.append(f"(stopped at max_tokens={answer.tokens}; raise it with --max-tokens)")
     return "\n".join(lines)
+
+
+def _source_line(n: int, chunk) -> str:
+    where = f" (p. {chunk.page})" if chunk.page else ""
+    heading = f" § {chunk.heading}" if chunk.heading else ""
+    return f"  [{n}] {chunk.title or chunk.source}{heading}: {chunk.source}{where}"
 
 
 def stream_answer(assistant: Assistant, question: str, out: TextIO, **kwargs) -> Answer:

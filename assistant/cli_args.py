@@ -28,6 +28,16 @@ def default_mode(args) -> str:
     return args.mode or ("hybrid" if args.adapter else "rag")
 
 
+def check_mode(assistant: Assistant, mode: str, adapter: str | None) -> None:
+    """Raise ``AssistantError`` if ``mode`` needs an adapter that is missing or unknown."""
+    from assistant.errors import AssistantError
+
+    if adapter:
+        assistant.backend.check_adapter(adapter)
+    elif mode in ("tuned", "hybrid"):
+        raise AssistantError(f"mode {mode!r} needs an adapter: --adapter NAME (see ragtune adapters list)")
+
+
 def ask_from_args(ws: Workspace, args) -> int:
     """``ragtune ask``: stream the answer and its sources, or print ``Answer.to_dict()`` with --json."""
     from assistant.chat import format_sources, stream_answer
@@ -35,6 +45,8 @@ def ask_from_args(ws: Workspace, args) -> int:
     assistant = assistant_from_args(ws, args)
     mode = default_mode(args)
     try:
+        check_mode(assistant, mode, args.adapter)  # a missing or misspelt adapter fails before the model loads
+        assistant.warm_up(retrieval=mode in ("rag", "hybrid"))  # loading is not part of the answer's latency
         if args.json or args.no_stream:
             answer = assistant.answer(args.question, mode=mode, adapter=args.adapter)
             if args.json:
@@ -52,14 +64,10 @@ def ask_from_args(ws: Workspace, args) -> int:
 def chat_from_args(ws: Workspace, args) -> int:
     """``ragtune chat``: the terminal conversation."""
     from assistant.chat import run_chat
-    from assistant.errors import AssistantError
 
     assistant = assistant_from_args(ws, args)
     mode = default_mode(args)
-    if args.adapter:
-        assistant.backend.check_adapter(args.adapter)
-    elif mode in ("tuned", "hybrid"):
-        raise AssistantError(f"mode {mode!r} needs an adapter: --adapter NAME (see ragtune adapters list)")
+    check_mode(assistant, mode, args.adapter)
     try:
         return run_chat(assistant, mode, args.adapter, prompt="you> " if sys.stdin.isatty() else "")
     finally:
