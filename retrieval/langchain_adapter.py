@@ -71,6 +71,8 @@ class KnowledgeBaseVectorStore(VectorStore):
             raise ValueError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids")
         if not texts:
             return []
+        if len(set(map(str, ids))) != len(ids):
+            raise ValueError("add_texts got the same id twice in one call")
         vectors = self.kb.embedder.embed_documents(texts)
         upserts = []
         for text, meta, doc_id, vec in zip(texts, metadatas, ids, vectors):

@@ -524,6 +524,9 @@ class StoreWriter:
         """Insert/replace ``upserts`` and delete the documents in ``removals`` atomically; return the generation."""
         from datetime import datetime, timezone
 
+        sources = [u.source for u in upserts]
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"a write names a document twice: {sorted({s for s in sources if sources.count(s) > 1})}")
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
