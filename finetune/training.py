@@ -332,8 +332,18 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     """The newest ``checkpoint-N`` in ``folder`` whose trainer state was fully written."""
     if not folder.is_dir():
         return None
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists() and p.name[11:].isdigit()]
+    done = [p for p in folder.glob("checkpoint-*") if p.name[11:].isdigit() and _state_is_complete(p)]
     return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+def _state_is_complete(checkpoint: Path) -> bool:
+    # A kill -9 can land while the Trainer writes trainer_state.json: the file then exists but is
+    # empty or cut short, and resuming from it would fail. Such a checkpoint is skipped.
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def resolve_base(ws: Workspace, settings: TrainSettings, progress: bool = True) -> str:

@@ -268,3 +268,12 @@ def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, tmp_
     assert manifest["dataset"][0]["path"] == str(grounding) and manifest["dataset"][0]["format"] == "messages"
     assert len(rows) == manifest["dataset"][0]["examples"] > 0
     assert rows[0]["messages"][0]["role"] == "system" and "meta" in rows[0]
+
+
+def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_path):
+    from finetune.training import last_complete_checkpoint
+
+    for step, state in [(3, '{"global_step": 3}'), (6, "")]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-3"
