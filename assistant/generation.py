@@ -133,12 +133,13 @@ class LocalBackend(GenerationBackend):
     name = "local"
 
     def __init__(self, ws: Workspace, generator: str | None = None, dtype: str = "auto", quantize: str = "auto",
-                 full_models: int = 1):
+                 full_models: int = 1, threads: int | None = None):
         """``generator``: embedded name, local HF folder or hub id (default: the workspace's ``models.generator``).
 
         dtype: auto (bf16 where the CPU computes it natively, else fp32), bfloat16 or float32.
         quantize: auto (int8 weight-only when running bf16), int8 or none.
         full_models: how many freeze/full adapter models (whole models, not peft) stay resident.
+        threads: torch's intra-op threads (process-wide), None = torch's default, one per core.
         """
         from assistant.models import model_settings
 
@@ -148,7 +149,10 @@ class LocalBackend(GenerationBackend):
             raise AssistantError(f"dtype must be auto, bfloat16 or float32, got {dtype!r}")
         if quantize not in ("auto", "int8", "none"):
             raise AssistantError(f"quantize must be auto, int8 or none, got {quantize!r}")
+        if threads is not None and threads < 1:
+            raise AssistantError(f"threads must be at least 1, got {threads}")
         self.dtype_name, self.quantize_name, self.full_models = dtype, quantize, max(1, full_models)
+        self.threads = threads
         self.path: Path | str | None = None
         self.tokenizer = None
         self.model = None  # the resident base model; peft injects adapter layers into it in place
@@ -174,6 +178,10 @@ class LocalBackend(GenerationBackend):
             if self.model is not None:
                 return
             self._load_tokenizer()
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
             dtype = self._dtype()
             started = time.perf_counter()
             model = self._load_model(self.path, dtype)
@@ -348,14 +356,16 @@ class LocalBackend(GenerationBackend):
         else:
             from peft import PeftModel
 
+            # Adapter weights stay fp32 (peft's autocast): the rank-r matmuls of one decode row run
+            # faster in fp32 than in bf16 on CPU (LoRA r=16 on all layers: +40% per token, not +90%).
             try:
                 if self.peft_model is None:
                     self.peft_model = PeftModel.from_pretrained(self.model, str(info.path), adapter_name=name,
-                                                                is_trainable=False, autocast_adapter_dtype=False)
+                                                                is_trainable=False, autocast_adapter_dtype=True)
                     self.peft_model.eval()
                 else:
                     self.peft_model.load_adapter(str(info.path), adapter_name=name, is_trainable=False,
-                                                 autocast_adapter_dtype=False)
+                                                 autocast_adapter_dtype=True)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise AssistantError(f"cannot load adapter {name!r} from {info.path}: {exc}") from exc
             model = self.peft_model
@@ -649,7 +659,7 @@ def make_backend(ws: Workspace, spec: str | None = None, generator: str | None =
         return OpenAICompatibleBackend(spec, model=settings.backend_model, api_key=os.environ.get("RAGTUNE_BACKEND_API_KEY"),
                                        context_window=settings.backend_context)
     if spec == "local":
-        return LocalBackend(ws, generator, dtype=settings.dtype, quantize=settings.quantize)
+        return LocalBackend(ws, generator, dtype=settings.dtype, quantize=settings.quantize, threads=settings.threads)
     if spec in BACKENDS:
         raise AssistantError(f"backend {spec!r} needs a URL: give --backend http://HOST:PORT/v1")
     raise AssistantError(f"unknown backend {spec!r}: use 'local' or the URL of an OpenAI-compatible server")

@@ -18,6 +18,7 @@ class ModelSettings:
     embedder: str = DEFAULT_EMBEDDER  # embedded name, local sentence-transformers folder or hub id
     dtype: str = "auto"  # local generator: auto = bfloat16 where the CPU has native bf16, else float32
     quantize: str = "auto"  # local generator: auto = int8 weight-only matmuls when running bf16 (~2x decode), none
+    threads: int | None = None  # local generator: torch threads; None = one per core. On a busy machine 1 is steadier
     backend: str = "local"  # "local", or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, ragtune serve)
     backend_model: str | None = None  # that server's base model id (default: the first it lists)
     backend_context: int = 4096  # that server's context window in tokens (it cannot be asked)
