@@ -121,7 +121,8 @@ class ArenaStore:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with closing(self._connect()) as db, db:
             cur = db.execute(
-                "INSERT INTO battles (created_at, kb, question, left_config, right_config, left_answer, right_answer, vote)"
+                "INSERT INTO battles (created_at, kb, question, left_config, right_config, left_answer,"
+                " right_answer, vote)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (now, kb, question, left_label, right_label, left_answer, right_answer, vote))
             return Battle(left_label, right_label, vote, question, kb, now, cur.lastrowid)

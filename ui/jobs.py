@@ -146,7 +146,7 @@ def start_job(ws: Workspace, kind: str, name: str, command: list[str], extra: di
     job = Job(id=job_id, kind=kind, name=name, command=list(command), log_path=str(folder / f"{job_id}.log"),
               record_path=str(folder / f"{job_id}.json"), started_at=time.time(), extra=dict(extra or {}))
     job.save()
-    root = str(Path(__file__).resolve().parent.parent)  # so ``ui.jobs`` and ``ragtune`` import from a plain checkout too
+    root = str(Path(__file__).resolve().parent.parent)  # ``ui.jobs`` and ``ragtune`` import from a plain checkout
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, RAGTUNE_HOME=str(ws.home), PYTHONPATH=path, PYTHONUNBUFFERED="1",
                TOKENIZERS_PARALLELISM="false")

@@ -76,6 +76,14 @@ def sanitize_filename(name: str) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
+def passage_markdown(text: str, quote: bool = False) -> str:
+    """A retrieved passage as Markdown, its headings as bold lines rather than page-sized titles."""
+    lines = [re.sub(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", r"**\1**", line) for line in text.splitlines()]
+    if not quote:
+        return "\n".join(lines)
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
+
+
 def uploads_dir(ws: Workspace, area: str) -> Path:
     """Where uploads for ``area`` (a KB name, or 'datasets', 'qa') are saved inside the workspace."""
     path = ws.home / "uploads" / area

@@ -49,7 +49,8 @@ def _browser(width: int, height: int):
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--window-size={width},{height}", "--hide-scrollbars", f"--user-data-dir=/tmp/ragtune-shots-{os.getpid()}"):
+                 f"--window-size={width},{height}", "--hide-scrollbars",
+                 f"--user-data-dir=/tmp/ragtune-shots-{os.getpid()}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
 
@@ -89,43 +90,66 @@ def _idle(driver) -> bool:
     return not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
 
 
-def capture(home: Path, question: str, arena_question: str, search: str, width: int, height: int) -> None:
-    """Drive every page and save one screenshot of each."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+PAGES = ("chat", "knowledge-base", "fine-tune", "evaluate", "arena")
 
+
+def capture(home: Path, question: str, arena_question: str, search: str, width: int, height: int,
+            pages: tuple[str, ...] = PAGES) -> None:
+    """Drive every page and save one screenshot of each."""
     port = _free_port()
     proc = _start_ui(home, port)
     driver = _browser(width, height)
     url = f"http://127.0.0.1:{port}"
     try:
         driver.get(url)
+    except BaseException:
+        driver.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    try:
+        _pages(driver, url, question, arena_question, search, pages)
+    finally:
+        driver.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _pages(driver, url: str, question: str, arena_question: str, search: str, pages: tuple[str, ...]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    if "chat" in pages:
         box = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid='stChatInputTextArea']"))
         time.sleep(2)
         box.send_keys(question, Keys.ENTER)
 
         def cited(d):
-            for summary in d.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage'] [data-testid='stExpander'] summary"):
+            css = "[data-testid='stChatMessage'] [data-testid='stExpander'] summary"
+            for summary in d.find_elements(By.CSS_SELECTOR, css):
                 if any(line.strip().startswith("[") for line in summary.text.splitlines()):
                     return summary
             return False
 
-        try:
-            _wait(driver, cited, 600).click()
-        except Exception:  # noqa: BLE001 (an answer without citations is still worth a screenshot)
-            print("note: the answer has no citation")
+        _wait(driver, lambda d: " tokens" in d.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")[-1].text
+              if len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stChatMessage']")) > 1 else False, 900)
         _wait(driver, _idle)
+        summary = cited(driver)
+        if summary:
+            summary.click()
+        else:
+            print("note: the answer has no citation")
         _save(driver, "chat")
 
+    if "knowledge-base" in pages:
         driver.get(f"{url}/knowledge-base")
         _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid='stMetric']"))
         _click_text(driver, "[role='tab']", "Search playground")
-        query = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid='stTextInputRootElement'] input"))
+        query = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[aria-label='Query']"))
         query.send_keys(search, Keys.ENTER)
         _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander']")) >= 3)
         _wait(driver, _idle)
         _save(driver, "knowledge-base")
 
+    if "fine-tune" in pages:
         driver.get(f"{url}/fine-tune")
         _wait(driver, lambda d: "4. Adapters" in d.page_source, 120)
         _wait(driver, _idle)
@@ -134,38 +158,41 @@ def capture(home: Path, question: str, arena_question: str, search: str, width: 
             driver.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", scroller)
         _save(driver, "fine-tune")
 
+    if "evaluate" in pages or "arena" in pages:
         driver.get(f"{url}/evaluate")
         _wait(driver, lambda d: "Evaluation run" in d.page_source or "No evaluation results" in d.page_source, 120)
         _wait(driver, _idle)
         for scroller in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMain']"):
             driver.execute_script("arguments[0].scrollTop = 420", scroller)
-        _save(driver, "evaluate")
+        if "evaluate" in pages:
+            _save(driver, "evaluate")
 
+    if "arena" in pages:
         _click_text(driver, "[role='tab']", "Blind arena")
-        inputs = [i for i in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stTextInputRootElement'] input")
-                  if i.is_displayed()]
-        inputs[0].send_keys(arena_question)
+        box = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[aria-label='Question']"))
+        box.send_keys(arena_question)
         _click_text(driver, "button", "Get two answers")
         _wait(driver, lambda d: "A is better" in d.page_source, 900)
         _click_text(driver, "button", "A is better")
         _wait(driver, lambda d: "You voted" in d.page_source, 60)
         _wait(driver, _idle)
         _save(driver, "arena")
-    finally:
-        driver.quit()
-        os.killpg(proc.pid, signal.SIGTERM)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", required=True, type=Path, help="workspace to show (after ragtune demo)")
-    parser.add_argument("--question", default="What does a single adult ticket between Port Aldric and Brannock Isle cost?")
+    parser.add_argument("--question",
+                        default="What does a single adult ticket between Port Aldric and Brannock Isle cost?")
     parser.add_argument("--arena-question", default="Who chairs the Saltreach board of directors?")
     parser.add_argument("--search", default="islander card discount")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=860)
+    parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated subset of: " + ", ".join(PAGES))
     args = parser.parse_args()
-    capture(args.home.expanduser().resolve(), args.question, args.arena_question, args.search, args.width, args.height)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the UI and the browser are stopped too
+    capture(args.home.expanduser().resolve(), args.question, args.arena_question, args.search, args.width, args.height,
+            tuple(p.strip() for p in args.pages.split(",") if p.strip()))
 
 
 if __name__ == "__main__":

@@ -79,4 +79,5 @@ def test_leaderboard_shows_win_rates_with_intervals(ui_workspace, office_kb, ope
     assert top["configuration"] == "rag" and top["battles"] == 7 and top["both bad"] == 1
     low, high = (float(x) for x in top["win rate 95% CI"].split("–"))
     assert low < top["win rate"] < high
-    assert sqlite3.connect(ui_workspace.home / "arena.sqlite").execute("SELECT COUNT(*) FROM battles").fetchone() == (7,)
+    count = sqlite3.connect(ui_workspace.home / "arena.sqlite").execute("SELECT COUNT(*) FROM battles").fetchone()
+    assert count == (7,)

@@ -43,7 +43,8 @@ def test_job_is_found_again_from_its_record(workspace):
 def test_last_progress_bar_reads_the_latest_redraw_with_its_description():
     from ui.jobs import last_progress_bar
 
-    out = "loading\reval:  40%|████      | 4/10 [00:05<00:07,  1.20answer/s]\reval:  50%|█████     | 5/10 [00:06<01:06]"
+    out = ("loading\reval:  40%|████      | 4/10 [00:05<00:07,  1.20answer/s]"
+           "\reval:  50%|█████     | 5/10 [00:06<01:06]")
     bar = last_progress_bar(out)
     assert (bar.description, bar.done, bar.total, bar.remaining_s) == ("eval", 5, 10, 66.0)
     assert last_progress_bar("no bar here") is None

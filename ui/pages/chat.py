@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import html
-import re
 
 import streamlit as st
 
-from ui.session import choose_kb, get_assistant, open_kb, reported_errors, start_warm_up, workspace
+from ui.session import choose_kb, get_assistant, open_kb, passage_markdown, reported_errors, start_warm_up, workspace
 
 MODE_HELP = {
     "hybrid": "adapter + retrieved passages",
@@ -41,12 +40,6 @@ def _open_document(source: str, path: str, start: int, end: int) -> None:
             st.html(f"<div style='white-space: pre-wrap; font-size: 0.9rem'>{body}</div>")
 
 
-def quote_passage(text: str) -> str:
-    """A passage as a Markdown quote, its headings shown as bold lines rather than page-sized titles."""
-    lines = (re.sub(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", r"**\1**", line) for line in text.splitlines())
-    return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
-
-
 def _citation_title(citation) -> str:
     chunk = citation.chunk
     parts = [f"[{citation.n}] {chunk.title or chunk.source}"]
@@ -62,7 +55,7 @@ def render_citations(answer, kb, key: str) -> None:
     for citation in answer.citations:
         chunk = citation.chunk
         with st.expander(_citation_title(citation)):
-            st.markdown(quote_passage(chunk.text))
+            st.markdown(passage_markdown(chunk.text, quote=True))
             where = f"`{chunk.source}`" + (f", page {chunk.page}" if chunk.page else "") \
                 + (f", section *{chunk.heading}*" if chunk.heading else "")
             st.caption(f"From {where}, characters {chunk.start}–{chunk.end}")

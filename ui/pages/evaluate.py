@@ -116,40 +116,23 @@ harness_tab, arena_tab = st.tabs(["Harness", "Blind arena"])
 with harness_tab:
     st.caption("The same questions through each mode, scored without an external judge, with 95% intervals "
                "and paired tests. Runs in the background: you can leave this page.")
-    upload = st.file_uploader("Upload a QA file (JSONL: id, question, answers, optional sources, answerable, style)",
-                              type=["jsonl", "json"], key="eval_upload")
-    if upload is not None:
-        save_upload(ws, "qa", upload.name, upload.getvalue())
-    files = qa_files(ws)
-    with st.form("eval_form"):
-        choice = st.selectbox("QA file", list(files), key="eval_qa")
-        modes = st.multiselect("Modes", ALL_MODES, default=ALL_MODES if adapters else ["prompt", "rag"], key="eval_modes")
-        left, right = st.columns(2)
-        adapter = left.selectbox("Adapter (tuned, hybrid)", adapters or ["(none)"], key="eval_adapter")
-        limit = right.number_input("Only the first N questions (0 = all)", 0, 100000, 0, key="eval_limit")
-        submitted = st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:")
-    if submitted:
-        if not choice or not modes:
-            st.error("Pick a QA file and at least one mode.")
-        elif any(m in ("tuned", "hybrid") for m in modes) and not adapters:
-            st.error("The tuned and hybrid modes need an adapter: train one on the Fine-tune page.")
-        elif kb_name is None and any(m in ("rag", "hybrid") for m in modes):
-            st.error("The rag and hybrid modes need a knowledge base: create one on the Knowledge base page.")
-        else:
-            from datetime import datetime
-
-            out = ws.runs_dir / f"eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            args = ["eval", str(files[choice]), "--modes", ",".join(modes), "--out", str(out)]
-            args += ["--kb", kb_name] if kb_name else []
-            args += ["--adapter", adapter] if adapters and any(m in ("tuned", "hybrid") for m in modes) else []
-            args += ["--limit", str(int(limit))] if limit else []
-            start_job(ws, "eval", out.name, ragtune_command(*args), extra={"out": str(out)})
-            st.rerun()
+    runs = eval_runs(ws)
+    if (newest := st.session_state.pop("eval_show", None)) in runs:
+        st.session_state["eval_run"] = newest
+    if runs:
+        picked = st.selectbox("Evaluation run", runs, format_func=lambda p: p.name, key="eval_run")
+        show_run(picked)
+    else:
+        st.info("No evaluation results yet: run one below, or `ragtune eval QA.jsonl`.")
 
     @st.fragment(run_every=3)
     def running_evals() -> None:
         """Live status of background evaluations (refreshes by itself)."""
         for job in list_jobs(ws, kind="eval")[:3]:
+            out = Path(job.extra.get("out", ""))
+            if job.status == "finished" and out not in runs and (out / "summary.json").exists():
+                st.session_state["eval_show"] = out  # show the new results right away
+                st.rerun(scope="app")
             state = {"running": ":material/progress_activity:", "finished": ":material/check_circle:",
                      "failed": ":material/error:", "stopped": ":material/stop_circle:"}[job.status]
             with st.expander(f"{job.name}: {job.status} ({job.elapsed_s:.0f} s)", icon=state,
@@ -165,13 +148,37 @@ with harness_tab:
                     stop_job(job)
 
     running_evals()
-    runs = eval_runs(ws)
-    if runs:
-        st.subheader("Results")
-        picked = st.selectbox("Evaluation run", runs, format_func=lambda p: p.name, key="eval_run")
-        show_run(picked)
-    else:
-        st.info("No evaluation results yet: run one above, or `ragtune eval QA.jsonl`.")
+    with st.expander("New evaluation", icon=":material/add:", expanded=not runs):
+        upload = st.file_uploader("Upload a QA file (JSONL: id, question, answers, optional sources, "
+                                  "answerable, style)", type=["jsonl", "json"], key="eval_upload")
+        if upload is not None:
+            save_upload(ws, "qa", upload.name, upload.getvalue())
+        files = qa_files(ws)
+        with st.form("eval_form"):
+            choice = st.selectbox("QA file", list(files), key="eval_qa")
+            modes = st.multiselect("Modes", ALL_MODES, default=ALL_MODES if adapters else ["prompt", "rag"],
+                                   key="eval_modes")
+            left, right = st.columns(2)
+            adapter = left.selectbox("Adapter (tuned, hybrid)", adapters or ["(none)"], key="eval_adapter")
+            limit = right.number_input("Only the first N questions (0 = all)", 0, 100000, 0, key="eval_limit")
+            submitted = st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:")
+        if submitted:
+            if not choice or not modes:
+                st.error("Pick a QA file and at least one mode.")
+            elif any(m in ("tuned", "hybrid") for m in modes) and not adapters:
+                st.error("The tuned and hybrid modes need an adapter: train one on the Fine-tune page.")
+            elif kb_name is None and any(m in ("rag", "hybrid") for m in modes):
+                st.error("The rag and hybrid modes need a knowledge base: create one on the Knowledge base page.")
+            else:
+                from datetime import datetime
+
+                out = ws.runs_dir / f"eval-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+                args = ["eval", str(files[choice]), "--modes", ",".join(modes), "--out", str(out)]
+                args += ["--kb", kb_name] if kb_name else []
+                args += ["--adapter", adapter] if adapters and any(m in ("tuned", "hybrid") for m in modes) else []
+                args += ["--limit", str(int(limit))] if limit else []
+                start_job(ws, "eval", out.name, ragtune_command(*args), extra={"out": str(out)})
+                st.rerun()
 
 with arena_tab:
     st.caption("Two answers from two randomly chosen configurations, in random order, labels hidden. "
@@ -229,7 +236,8 @@ with arena_tab:
         st.caption("No votes yet.")
     else:
         st.dataframe(
-            [{"configuration": r.config, "rating": round(r.rating), "rating 95% CI": f"{r.rating_low:.0f}–{r.rating_high:.0f}",
+            [{"configuration": r.config, "rating": round(r.rating),
+              "rating 95% CI": f"{r.rating_low:.0f}–{r.rating_high:.0f}",
               "win rate": r.win_rate, "win rate 95% CI": f"{r.win_low:.2f}–{r.win_high:.2f}", "battles": r.battles,
               "wins": r.wins, "losses": r.losses, "ties": r.ties, "both bad": r.both_bad} for r in board],
             hide_index=True, width="stretch", column_config={"win rate": st.column_config.ProgressColumn(

@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from ragtune.workspace import WorkspaceError, check_name
-from ui.session import KB_KEY, choose_kb, kb_exists, open_kb, reported_errors, save_upload, workspace
+from ui.session import (KB_KEY, choose_kb, kb_exists, open_kb, passage_markdown, reported_errors, save_upload,
+                        workspace)
 
 SEARCH_MODES = ["hybrid", "dense", "bm25"]
 
@@ -95,11 +96,13 @@ if kb is None:
 
 documents = kb.list_documents()
 stats = kb.stats()
-cols = st.columns(4)
+cols = st.columns(3)
 cols[0].metric("Documents", len(documents))
-cols[1].metric("Chunks", sum(d.chunks for d in documents))
-cols[2].metric("Embedder", str(stats.get("embedder", "—")).split("/")[-1])
-cols[3].metric("Last ingest", max((d.ingested_at[:16].replace("T", " ") for d in documents), default="—"))
+cols[1].metric("Chunks", stats.get("chunks", sum(d.chunks for d in documents)))
+cols[2].metric("Size on disk", stats.get("size_on_disk", "—"))
+last_ingest = max((d.ingested_at[:16].replace("T", " ") for d in documents), default="never")
+st.caption(f"Embedder `{stats.get('embedder')}` · index {stats.get('index')} · generation {stats.get('generation')} "
+           f"· last ingest {last_ingest} UTC · `{kb.path}`")
 
 last = st.session_state.get("kb_last_report")
 if last and last[0] == kb_name:
@@ -118,7 +121,8 @@ with add_tab:
     if st.button("Ingest", type="primary", disabled=not uploads, key="kb_ingest", icon=":material/upload:"):
         saved = [save_upload(ws, kb_name, f.name, f.getvalue()) for f in uploads]
         with reported_errors("ingest"):
-            st.session_state["kb_last_report"] = (kb_name, ingest_with_progress(ws, kb, saved, [f.name for f in uploads]))
+            report = ingest_with_progress(ws, kb, saved, [f.name for f in uploads])
+            st.session_state["kb_last_report"] = (kb_name, report)
             st.session_state["kb_upload_generation"] = generation + 1  # empties the uploader
             st.rerun()
 
@@ -155,6 +159,9 @@ with search_tab:
     if query:
         hits = []
         with reported_errors("search"):
+            if mode != "bm25":
+                with st.spinner("Loading the embedder…"):
+                    kb.embedder.warm_up()  # once per process; not part of the query time below
             started = time.monotonic()
             hits = kb.search(query, k=k, mode=mode)
             st.caption(f"{len(hits)} passage(s) in {1000 * (time.monotonic() - started):.0f} ms ({mode})")
@@ -164,5 +171,5 @@ with search_tab:
             where += f" · p. {chunk.page}" if chunk.page else ""
             where += f" · § {chunk.heading}" if chunk.heading else ""
             with st.expander(f"**{hit.rank}.** {where} — score {hit.score:.4f}", expanded=hit.rank <= 3):
-                st.markdown(chunk.text)
+                st.markdown(passage_markdown(chunk.text))
                 st.caption(f"{_display_source(ws, chunk.source)}, characters {chunk.start}–{chunk.end}")
