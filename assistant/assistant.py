@@ -191,20 +191,21 @@ class Assistant:
         hits: list[Hit] = []
         query = question
         retrieval_s = 0.0
+        evidence = None
         if mode in RETRIEVAL_MODES:
             query = self.retrieval_query(question, history, settings.history_turns)
             if settings.k > 0:
                 hits = self.knowledge_base.search(query, k=settings.k, mode=settings.search_mode)
                 if settings.min_score > -1.0:
-                    score = self.evidence_score(query, hits, settings.search_mode) if hits else -1.0
-                    if score < settings.min_score:
+                    evidence = self.evidence_score(query, hits, settings.search_mode) if hits else -1.0
+                    if evidence < settings.min_score:
                         retrieval_s = time.perf_counter() - started
                         log.info("no evidence for %r (nearest chunk similarity %.3f < min_score %.3f)",
-                                 query, score, settings.min_score)
+                                 query, evidence, settings.min_score)
                         yield NO_ANSWER
                         now = time.perf_counter() - started
                         yield Answer(NO_ANSWER, mode, adapter, [], hits, [], True, now, retrieval_s, now, 0,
-                                     finish_reason="no_evidence", query=query)
+                                     finish_reason="no_evidence", query=query, extra={"evidence_score": evidence})
                         return
             retrieval_s = time.perf_counter() - started
             offset = len(hits)
@@ -242,7 +243,8 @@ class Assistant:
                      latency_s=time.perf_counter() - started, retrieval_s=retrieval_s, first_token_s=first_token_s,
                      tokens=result.tokens if result else 0, prompt_tokens=result.prompt_tokens if result else 0,
                      finish_reason=result.finish_reason if result else "cancelled", query=query,
-                     extra={"model": result.model if result else "", "decode_s": result.decode_s if result else 0.0})
+                     extra={"model": result.model if result else "", "decode_s": result.decode_s if result else 0.0,
+                            "evidence_score": evidence})
 
     def close(self) -> None:
         """Stop the generation worker and close the knowledge base."""

@@ -40,9 +40,12 @@ def format_sources(answer: Answer) -> str:
 
 
 def _source_line(n: int, chunk) -> str:
+    title = chunk.title or chunk.source
+    heading = chunk.heading or ""
+    if heading == title or heading.startswith(title + " > "):  # the heading path repeats the title
+        heading = heading[len(title) + 3:]
     where = f" (p. {chunk.page})" if chunk.page else ""
-    heading = f" § {chunk.heading}" if chunk.heading else ""
-    return f"  [{n}] {chunk.title or chunk.source}{heading}: {chunk.source}{where}"
+    return f"  [{n}] {title}" + (f" § {heading}" if heading else "") + f": {chunk.source}{where}"
 
 
 def stream_answer(assistant: Assistant, question: str, out: TextIO, **kwargs) -> Answer:

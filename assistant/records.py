@@ -99,7 +99,8 @@ class Answer:
     query: str = ""
     """The retrieval query (the question, resolved against the history for a follow-up)."""
     extra: dict = field(default_factory=dict, compare=False)
-    """Backend details (for example the remote model id)."""
+    """model (the generator or remote model id), decode_s (seconds from the first token to the last) and
+    evidence_score (the question's cosine similarity to its nearest chunk, which min_score is compared with)."""
 
     def to_dict(self) -> dict:
         """The JSON shape ``ragtune ask --json`` prints and the server's ``ragtune`` field carries."""
@@ -113,6 +114,7 @@ class Answer:
             "abstained": self.abstained,
             "finish_reason": self.finish_reason,
             "query": self.query,
+            "evidence_score": None if self.extra.get("evidence_score") is None else round(self.extra["evidence_score"], 4),
             "latency_s": round(self.latency_s, 4),
             "retrieval_s": round(self.retrieval_s, 4),
             "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
