@@ -150,6 +150,14 @@ def test_bad_files_fail_one_by_one_while_good_files_and_stored_documents_survive
     assert kb.check() == []
 
 
+def test_a_stored_document_that_turns_unreadable_keeps_its_last_good_version(kb, docs):
+    ingest_paths(kb, [docs], progress=False)
+    (docs / "sub" / "office.txt").write_bytes(bytes(range(256)) * 4)
+    report = ingest_paths(kb, [docs], progress=False)
+    assert [f.source for f in report.failed] == [str(docs / "sub" / "office.txt")]
+    assert kb.search("Lisbon Porto", mode="bm25")[0].chunk.source == str(docs / "sub" / "office.txt")
+
+
 def test_a_folder_without_supported_files_is_reported(kb, tmp_path):
     (tmp_path / "empty").mkdir()
     report = ingest_paths(kb, [tmp_path / "empty"], progress=False)
