@@ -60,3 +60,13 @@ def test_history_is_kept_across_questions_and_cleared_on_request(ui_workspace, o
     assert users == ["When did the office open?", "And on Saturdays?"]
     at.sidebar.button[0].click().run()
     assert not [m for m in at.chat_message]
+
+
+def test_open_at_passage_shows_the_document_with_the_passage_marked(ui_workspace, office_kb, open_page):
+    at = open_page("chat")
+    _ask(at, "When did the Harbour office open?")
+    citation = next(e for e in at.expander if e.label.startswith("[1] "))
+    citation.button[0].click().run()
+    assert not _errors(at)
+    shown = " ".join(h.proto.body for h in at.get("html"))
+    assert "<mark id='cited'>" in shown and "opened in 1998" in shown
