@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 # name -> (method, TrainSettings overrides); "baseline" is the naive script, not ragtune
 CONFIGS = {
     "baseline": ("lora", {}),
-    "lora (fp32, length-grouped)": ("lora", {"bf16": "false", "batching": "group_by_length"}),
-    "lora (default: bf16, length-grouped)": ("lora", {}),
-    "lora (bf16, packing)": ("lora", {"batching": "packing"}),
-    "qlora": ("qlora", {}),
+    "lora (fp32, packed)": ("lora", {"bf16": "false"}),
+    "lora (bf16, length-grouped)": ("lora", {"batching": "group_by_length"}),
+    "lora (default: bf16, packed)": ("lora", {}),
+    "qlora (4-bit, checkpointing)": ("qlora", {}),
     "dora": ("dora", {}),
     "freeze (top 4 layers)": ("freeze", {"freeze_top": 4}),
     "full": ("full", {}),
@@ -68,6 +68,12 @@ def make_dataset(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
+def weights_mb(model) -> float:
+    """Bytes held by the model's parameters and buffers (4-bit weights count as stored), in MB."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
 def step_timer():
     """A TrainerCallback timing optimizer steps (all but the first) and counting their real tokens."""
     from transformers import TrainerCallback
@@ -79,6 +85,9 @@ def step_timer():
             self.cpu_seconds = 0.0
             self.tokens = 0
             self.steps = 0
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.weights_mb = weights_mb(model)
 
         def on_step_end(self, args, state, control, **kwargs):
             now, cpu, seen = time.perf_counter(), time.process_time(), int(state.num_input_tokens_seen)
@@ -116,7 +125,7 @@ def run_baseline(base: str, data: Path, batch_size: int, out: Path) -> dict:
     trainer.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"tokens": timer.tokens, "seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "steps": timer.steps,
-            "trainable_params": trainable,
+            "trainable_params": trainable, "weights_mb": timer.weights_mb,
             "precision": "fp32", "batching": "random"}
 
 
@@ -131,7 +140,8 @@ def run_ragtune(method: str, overrides: dict, base: str, data: Path, batch_size:
     info = train_adapter(Workspace.open(home), "bench", settings, progress=False, callbacks=(timer,))
     metrics = info.manifest["metrics"]
     return {"tokens": timer.tokens, "seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "steps": timer.steps,
-            "trainable_params": metrics["trainable_params"], "precision": info.manifest["precision"],
+            "trainable_params": metrics["trainable_params"], "weights_mb": timer.weights_mb,
+            "precision": info.manifest["precision"],
             "batching": settings.batching}
 
 
@@ -203,7 +213,7 @@ def main() -> int:
         row["cpu_speedup_vs_baseline"] = row["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"]
         row["rss_vs_baseline"] = row["peak_rss_mb"] / ref["peak_rss_mb"]
     header = (f"{'configuration':<38} {'prec':<5} {'batching':<16} {'tok/s':>7} {'x base':>7} {'tok/cpu-s':>9} "
-              f"{'x base':>7} {'peak RSS MB':>12} {'x base':>7} {'trainable':>12}")
+              f"{'x base':>7} {'peak RSS MB':>12} {'x base':>7} {'weights MB':>10} {'trainable':>12}")
     print(f"fine-tuning on {Path(base).name}, {args.examples} examples, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}")
     print(header)
@@ -211,7 +221,7 @@ def main() -> int:
     for name, r in rows.items():
         print(f"{name:<38} {r['precision']:<5} {r['batching']:<16} {r['tokens_per_s']:>7.1f} {r['speedup_vs_baseline']:>6.2f}x "
               f"{r['tokens_per_cpu_s']:>9.1f} {r['cpu_speedup_vs_baseline']:>6.2f}x "
-              f"{r['peak_rss_mb']:>12.0f} {r['rss_vs_baseline']:>6.2f}x {r['trainable_params']:>12,}")
+              f"{r['peak_rss_mb']:>12.0f} {r['rss_vs_baseline']:>6.2f}x {r['weights_mb']:>10.0f} {r['trainable_params']:>12,}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"base": base, "examples": args.examples, "batch_size": args.batch_size,

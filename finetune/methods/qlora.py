@@ -3,7 +3,9 @@
 The frozen base is stored as 4-bit NormalFloat with quantized quantization constants, cutting
 its memory about 3.5x against bf16; matmuls dequantize on the fly in the compute dtype.
 bitsandbytes >= 0.50 runs this on CPU as well as CUDA. ``prepare_model_for_kbit_training``
-casts the remaining small weights (norms, embeddings) to fp32 for stable training.
+casts the remaining small weights (norms, embeddings) to fp32 for stable training. Gradient
+checkpointing is on by default here, as in the QLoRA recipe: on a small model activations, not
+weights, fill memory, so 4-bit weights alone save little.
 """
 
 from __future__ import annotations
@@ -37,6 +39,6 @@ def prepare_model(base, settings, precision):
 
     model = load_causal_lm(base, precision.compute_dtype, quantization_config=quantization_config(precision),
                            device_map={"": precision.device})
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing,
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.use_gradient_checkpointing,
                                             gradient_checkpointing_kwargs={"use_reentrant": False})
     return attach_lora(model, settings)

@@ -78,11 +78,17 @@ def test_packed_batch_gives_the_same_loss_as_the_padded_batch(qa_path, tiny_llam
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_path)
     encoded, _ = encode_examples(tokenizer, prepare_data(settings).train[:4], 128)
     features = [e.as_features() for e in encoded]
+    tail = features[0]["input_ids"][-8:]
+    n = len(features[1]["input_ids"]) - 10
+    features.append({"input_ids": features[1]["input_ids"][:n], "labels": features[1]["labels"][:n]})
+    features.append({"input_ids": tail, "labels": [-100] * 5 + tail[-3:]})  # fits beside the one above
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
     model.config.use_cache = False
+    packed_batch = make_collator("packing", tokenizer.pad_token_id)(features)
+    assert packed_batch["input_ids"].shape[0] < len(features)  # examples really share rows
     with torch.no_grad():
         padded = model(**PaddingCollator(tokenizer.pad_token_id)(features)).loss
-        packed = model(**make_collator("packing", tokenizer.pad_token_id)(features)).loss
+        packed = model(**packed_batch).loss
     assert torch.allclose(padded, packed, atol=1e-5)
 
 
@@ -97,11 +103,15 @@ def test_answer_only_loss_equals_the_full_logits_loss_padded_and_packed(tmp_path
     features = [e.as_features() for e in encoded]
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
     model.config.use_cache = False
-    trainer = AnswerOnlyTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                                                    report_to="none"))
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                             include_num_input_tokens_seen="non_padding")
+    trainer = AnswerOnlyTrainer(model=model, args=args, processing_class=tokenizer)
     assert trainer.can_keep_logits
     for batching in ("group_by_length", "packing"):
         batch = make_collator(batching, tokenizer.pad_token_id)(features)
+        trainer.state.num_input_tokens_seen = 0
+        trainer._track_num_input_tokens(batch)
+        assert trainer.state.num_input_tokens_seen == sum(len(f["input_ids"]) for f in features)
         with torch.no_grad():
             expected = model(**batch).loss
             assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-5)
