@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -79,11 +80,15 @@ class KnowledgeBase:
                 raise RetrievalError(f"no knowledge base '{path.name}' at {path}; "
                                      f"create it with: ragtune ingest PATH --kb {path.name}")
             cls._create(path, embedder or DEFAULT_EMBEDDER, settings or KnowledgeBaseSettings())
-        conn = connect(path / DB_NAME)
         try:
-            meta = read_meta(conn)
-        finally:
-            conn.close()
+            conn = connect(path / DB_NAME)
+            try:
+                meta = read_meta(conn)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise RetrievalError(f"{path / DB_NAME} is not a readable knowledge base ({exc}); move the folder "
+                                 f"away and re-ingest with: ragtune ingest PATH --kb {path.name}") from None
         if int(meta.get("schema", 0)) != SCHEMA_VERSION:
             raise RetrievalError(f"knowledge base '{path.name}' has store schema {meta.get('schema')}, this ragtune "
                                  f"reads {SCHEMA_VERSION}; re-create it with: ragtune ingest PATH --kb NEW_NAME")
@@ -97,8 +102,18 @@ class KnowledgeBase:
 
     @staticmethod
     def exists(path: Path | str) -> bool:
-        """Whether ``path`` holds a knowledge base."""
-        return (Path(path) / DB_NAME).is_file()
+        """Whether ``path`` holds a knowledge base (a kb.sqlite whose creation committed)."""
+        db = Path(path) / DB_NAME
+        if not db.is_file():
+            return False
+        try:
+            conn = sqlite3.connect(str(db))
+            try:  # a creation killed before its schema committed leaves a file without tables
+                return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return True  # there, but unreadable: open() says so
 
     @classmethod
     def _create(cls, path: Path, embedder: str, settings: KnowledgeBaseSettings) -> None:

@@ -16,6 +16,23 @@ def test_opening_a_missing_kb_names_the_command_that_creates_it(workspace):
     assert not workspace.kb_path("nope").exists()
 
 
+def test_a_creation_killed_before_its_schema_committed_is_created_again(workspace, tiny_embedder_path):
+    path = workspace.kb_path("half")
+    path.mkdir(parents=True)
+    (path / "kb.sqlite").write_bytes(b"")
+    with pytest.raises(RetrievalError, match="no knowledge base 'half'"):
+        KnowledgeBase.open(path)
+    assert KnowledgeBase.open(path, embedder=tiny_embedder_path, create=True).list_documents() == []
+
+
+def test_a_corrupt_store_file_is_one_clear_error(workspace):
+    path = workspace.kb_path("junk")
+    path.mkdir(parents=True)
+    (path / "kb.sqlite").write_bytes(b"this is not sqlite" * 300)
+    with pytest.raises(RetrievalError, match=r"kb.sqlite is not a readable knowledge base .*re-ingest"):
+        KnowledgeBase.open(path)
+
+
 def test_embedder_is_fixed_at_creation_and_saved_in_the_manifest(kb, tiny_embedder_path):
     manifest = json.loads((kb.path / "manifest.json").read_text())
     assert manifest["embedder"] == tiny_embedder_path
