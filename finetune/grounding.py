@@ -68,7 +68,10 @@ class GroundingSettings:
     k: int = 4  # documents per prompt: the oracle plus k-1 distractors (k distractors when abstaining)
     k_min: int | None = None  # if set, each example has between k_min and k documents (robust to any k)
     abstain_share: float = 0.2  # share of examples without the oracle, answered with NO_ANSWER
-    cloze_share: float = 0.3  # share of answerable examples asked as "Fill in the blank"
+    cloze_share: float = 0.15  # share of examples asked as "Fill in the blank: ..."
+    keyword_share: float = 0.45  # share asked with a few of the sentence's words ("When Oslo office opened?"):
+    # questions that only partly overlap their sentence, as real questions do, so the adapter
+    # answers paraphrases instead of abstaining whenever the wording differs
     min_words: int = 6  # sentences shorter or longer than this are not used as facts
     max_words: int = 45
     retrieval_mode: str = "bm25"  # how distractors are found (the KB's own search; bm25 needs no embedding)
@@ -83,8 +86,10 @@ class GroundingSettings:
             raise ValueError("k must be at least 1")
         if self.k_min is not None and not 1 <= self.k_min <= self.k:
             raise ValueError("k_min must be between 1 and k")
-        if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1:
-            raise ValueError("abstain_share and cloze_share must be between 0 and 1")
+        if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1 or not 0 <= self.keyword_share <= 1:
+            raise ValueError("abstain_share, cloze_share and keyword_share must be between 0 and 1")
+        if self.cloze_share + self.keyword_share > 1:
+            raise ValueError("cloze_share + keyword_share must be at most 1")
         if "{answer}" not in self.answer_template:
             raise ValueError("answer_template must contain {answer}")
 
@@ -152,8 +157,10 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
     abstain = set(rng.sample(range(len(facts)), min(n_abstain, len(facts))))
     examples = []
     for i, fact in enumerate(tqdm(facts, desc="grounding set", unit="ex", disable=not progress)):
-        cloze = rng.random() < settings.cloze_share
-        question = cloze_question(fact) if cloze else wh_question(fact)
+        draw = rng.random()
+        style = "cloze" if draw < settings.cloze_share else \
+            "keywords" if draw < settings.cloze_share + settings.keyword_share else "question"
+        question = {"cloze": cloze_question, "question": wh_question, "keywords": keyword_question}[style](fact)
         if guard.repeats(question):
             continue
         distractors = _distractors(kb, question, fact, settings, chunks, rng)
@@ -167,7 +174,7 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
             context.insert(position, fact.chunk)
             position += 1
             answer = settings.answer_template.replace("{answer}", quote_answer(fact, position))
-            kind = "cloze" if cloze else "question"
+            kind = style
         messages = grounded_messages(question, context) + [{"role": "assistant", "content": answer}]
         examples.append(GroundingExample(messages, question, answer, kind, fact.span,
                                          fact.chunk.chunk_id if position else None, position,
@@ -204,8 +211,10 @@ _DETERMINER = re.compile(r"^(?:The|A|An|Our|Its|This|That|These|Those|Every|Each
 _LABEL = re.compile(r"^([A-Z][A-Za-z&/' -]{2,40}):\s+(\S.*)$")
 
 
-def find_span(sentence: str, start: int = 0) -> tuple[str, str, int] | None:
-    """The sentence's most salient span (from offset ``start``) as (kind, text, offset), or None."""
+def find_span(sentence: str, start: int = 0, whole: bool = False) -> tuple[str, str, int] | None:
+    """The sentence's most salient span (from offset ``start``) as (kind, text, offset), or None.
+
+    whole: the span may be the entire text (a table cell); a sentence needs words around it."""
     for kind, pattern, _ in SPAN_PATTERNS:
         for match in pattern.finditer(sentence, start):
             span, offset = match.group(0).strip().rstrip(".,"), match.start()
@@ -214,7 +223,7 @@ def find_span(sentence: str, start: int = 0) -> tuple[str, str, int] | None:
                     span, offset = span[m.end():], offset + m.end()
                 if " " not in span and offset == 0:
                     continue
-            if span and span.lower() != sentence.lower():
+            if span and (whole or span.lower() != sentence.lower()):
                 return kind, span, offset
     return None
 
@@ -239,6 +248,51 @@ def extract_facts(chunk: Chunk, settings: GroundingSettings = GroundingSettings(
         if found:
             kind, span, start = found
             facts.append(Fact(chunk, sentence, span, kind, start))
+    return facts + table_facts(chunk)
+
+
+_TABLE_RULE = re.compile(r"^[\s|:+-]+$")
+_NUMERIC = re.compile(r"[\d\s:.,€$£%/()-]+")
+
+
+def _cells(line: str) -> list[str]:
+    return [" ".join(c.split()) for c in line.strip().strip("|").split("|")]
+
+
+def table_facts(chunk: Chunk) -> list[Fact]:
+    """Facts from table rows (Markdown pipes, or ``a | b`` lines as loaders flatten HTML/DOCX tables):
+    the cell under column H in the row labelled R becomes "The H for R is CELL." with label "H for R"."""
+    facts: list[Fact] = []
+    block: list[list[str]] = []
+    for line in chunk.text.splitlines() + [""]:
+        if "|" in line and len(_cells(line)) >= 2:
+            if not _TABLE_RULE.match(line):
+                block.append(_cells(line))
+            continue
+        if len(block) >= 2:
+            facts.extend(_row_facts(chunk, block[0], block[1:]))
+        block = []
+    return facts
+
+
+def _row_facts(chunk: Chunk, header: list[str], rows: list[list[str]]) -> list[Fact]:
+    if not all(header) or any(_NUMERIC.fullmatch(h) for h in header):  # no header row: nothing names the cells
+        return []
+    facts = []
+    for row in rows:
+        if len(row) != len(header) or not row[0]:
+            continue
+        for column, cell in zip(header[1:], row[1:]):
+            found = find_span(cell, whole=True)
+            if not found or len(cell.split()) > 12:
+                continue
+            kind, span, offset = found
+            if column.lower() in ("name", "who", "person", "contact"):
+                sentence, label = f"The {row[0]} is {cell}.", row[0]
+            else:
+                sentence, label = f"The {column} for {row[0]} is {cell}.", f"{column} for {row[0]}"
+            start = sentence.rindex(cell) + offset
+            facts.append(Fact(chunk, sentence, span, kind, start, label=label))
     return facts
 
 
@@ -266,6 +320,33 @@ def wh_question(fact: Fact) -> str:
         wh = "what month and year"
     body = f"{before}{wh}{after}".strip().rstrip(".!?").rstrip()
     return body[0].upper() + body[1:] + "?"
+
+
+_KEYWORD_WH = {"date": "When", "year": "In what year", "money": "How much", "percent": "What percentage",
+               "time": "At what time", "code": "What code", "number": "What number", "quantity": "How many"}
+_CLAUSE = re.compile(r"[,;:()]|\s(?:and|but|which|who|while|where|because)\s")
+
+
+def keyword_question(fact: Fact) -> str:
+    """A terse question from a few words around the span: "When Oslo office opened?" (less overlap
+    with the sentence than an echo question, as a user's own wording has)."""
+    if fact.label:
+        return wh_question(fact)
+    start, end = fact.span_start, fact.span_start + len(fact.span)
+    bounds = [0] + [m.end() for m in _CLAUSE.finditer(fact.sentence) if m.end() <= start]
+    left = max(bounds)
+    stops = [m.start() for m in _CLAUSE.finditer(fact.sentence) if m.start() >= end]
+    right = min(stops) if stops else len(fact.sentence)
+    before = [w for w in re.findall(r"[\w'’€$£%-]+", fact.sentence[left:start]) if w.lower() not in _STOP]
+    after_words = re.findall(r"[\w'’€$£%-]+", fact.sentence[end:right])
+    attributive = fact.sentence[left:start].lower().rstrip().endswith("the")
+    wh = _KEYWORD_WH.get(fact.kind, "Who" if fact.kind == "name" and not before and not attributive else "What")
+    if fact.kind == "quantity" and after_words:
+        wh, after_words = f"How many {after_words[0]}", after_words[1:]
+    # other numbers are other facts: leave them out
+    after = [w for w in after_words if w.lower() not in _STOP and not any(c.isdigit() for c in w)]
+    words = before[-4:] + after[: 2 if before else 4]
+    return f"{wh} {' '.join(words)}?".replace(" ?", "?")
 
 
 def cloze_question(fact: Fact) -> str:
@@ -342,8 +423,10 @@ class LeakageGuard:
         return any(len(words & q) >= 0.7 * len(q) for q in self.questions)
 
 
-_STOP = frozenset("a an the of in on at to for by with from and or is are was were be been what who whom when "
-                  "where which how many much does do did fill blank".split())
+_STOP = frozenset("a an the of in on at to for by with from and or is are was were be been has have had it its "
+                  "their our his her this that these those there as per most about into after before over under "
+                  "than up each every all some any no not only also just very can will may must should would "
+                  "what who whom when where which how many much does do did fill blank".split())
 
 
 def _norm(text: str) -> str:

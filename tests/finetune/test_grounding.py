@@ -9,7 +9,8 @@ import pytest
 from evaluation.metrics import contains_answer
 from evaluation.qa import QAItem
 from finetune.errors import DatasetError
-from finetune.grounding import (GroundingSettings, build_grounding_set, cloze_question, extract_facts, wh_question,
+from finetune.grounding import (GroundingSettings, build_grounding_set, cloze_question, extract_facts, keyword_question,
+                                quote_answer, wh_question,
                                 write_grounding_set)
 from retrieval.citations import NO_ANSWER, grounded_messages
 from retrieval.knowledge_base import KnowledgeBase
@@ -160,3 +161,19 @@ def test_k_min_varies_the_number_of_documents(kb):
     examples = build_grounding_set(kb, 30, k=3, k_min=1, retrieval_mode="bm25", abstain_share=0.0, seed=9)
     assert {len(e.context_chunk_ids) for e in examples} == {1, 2, 3}
     assert all(f"[{e.oracle_position}]" in e.answer for e in examples)
+
+
+def test_table_rows_become_facts_named_by_their_header():
+    text = ("| Route | Adult single |\n|---|---|\n| R2 Port Aldric to Brannock Isle | €19.80 |\n\n"
+            "| Role | Name |\n|---|---|\n| Chief Executive | Ilse Varnhorst |\n\n"
+            "Leave Port Aldric | 07:00 | 11:00\nLeave Brannock pier | 09:00 | 13:00")
+    facts = extract_facts(Chunk("t", "t.md", "T", text, 0, len(text)))
+    assert [(f.span, wh_question(f)) for f in facts] == [
+        ("€19.80", "What is the Adult single for R2 Port Aldric to Brannock Isle?"),
+        ("Ilse Varnhorst", "Who is the Chief Executive?")]  # the headerless timetable gives none
+    assert quote_answer(facts[0], 2) == "The Adult single for R2 Port Aldric to Brannock Isle is €19.80 [2]."
+
+
+def test_keyword_questions_keep_only_content_words_near_the_span():
+    chunk = Chunk("k", "k.md", "K", "Maria Lund leads the Oslo office and its team.", 0, 47)
+    assert keyword_question(extract_facts(chunk)[0]) == "Who leads Oslo office?"
