@@ -7,8 +7,6 @@ a common way to limit forgetting. Weights stay fp32 (autocast does the bf16 comp
 
 from __future__ import annotations
 
-import torch
-
 from finetune.errors import TrainError
 
 NAME = "freeze"
@@ -19,6 +17,8 @@ DESCRIPTION = "train only the top N decoder layers"
 
 def prepare_model(base, settings, precision):
     """The fp32 base with every parameter frozen except those of the top ``freeze_top`` decoder layers."""
+    import torch
+
     from finetune.methods.loading import decoder_layers, load_causal_lm
 
     model = load_causal_lm(base, torch.float32)

@@ -6,8 +6,6 @@ two moments). The result is a full model folder. Use a small learning rate.
 
 from __future__ import annotations
 
-import torch
-
 NAME = "full"
 DEFAULT_LR = 2e-5
 SAVES_ADAPTER = False
@@ -16,6 +14,8 @@ DESCRIPTION = "train every weight"
 
 def prepare_model(base, settings, precision):
     """The fp32 base with every parameter trainable."""
+    import torch
+
     from finetune.methods.loading import load_causal_lm
 
     model = load_causal_lm(base, torch.float32)
