@@ -423,8 +423,9 @@ def train_adapter(ws: Workspace, name: str, settings: TrainSettings, *, resume: 
         dataloader_num_workers=0, include_num_input_tokens_seen="non_padding",
     )
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=ListDataset(train_set),
-                      eval_dataset=ListDataset(val_set) if has_val else None,
-                      data_collator=make_collator(settings.batching, tokenizer.pad_token_id), processing_class=tokenizer)
+                                eval_dataset=ListDataset(val_set) if has_val else None,
+                                data_collator=make_collator(settings.batching, tokenizer.pad_token_id),
+                                processing_class=tokenizer)
     install_callbacks(trainer, progress)
     for callback in callbacks:
         trainer.add_callback(callback)
@@ -529,9 +530,9 @@ def _saved_settings(run_dir: Path) -> TrainSettings:
 def _log_encoding(train: EncodingReport, val: EncodingReport, settings: TrainSettings) -> None:
     for split, rep in (("train", train), ("val", val)):
         if rep.dropped_overlong or rep.truncated:
-            log.warning("%s: %d example(s) over max_length=%d tokens %s (overlong: %s), %d truncated; first: %s",
-                        split, rep.dropped_overlong, settings.max_length, "dropped", settings.overlong,
-                        rep.truncated, ", ".join(rep.dropped_where[:3]) or "-")
+            log.warning("%s split, examples over max_length=%d tokens (overlong: %s): %d dropped, %d truncated; "
+                        "dropped: %s", split, settings.max_length, settings.overlong, rep.dropped_overlong,
+                        rep.truncated, ", ".join(rep.dropped_where[:3]) or "none")
 
 
 def _before_training(run_dir: Path, trainer, model, tokenizer, held_out, settings, precision, has_val) -> dict:
