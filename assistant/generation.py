@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -137,7 +138,9 @@ class LocalBackend(GenerationBackend):
         """``generator``: embedded name, local HF folder or hub id (default: the workspace's ``models.generator``).
 
         dtype: auto (bf16 where the CPU computes it natively, else fp32), bfloat16 or float32.
-        quantize: auto (int8 weight-only when running bf16), int8 or none.
+        quantize: weight-only matmuls (see quantization.py): auto = when running bf16, int4 for a model
+        converted from a 4-bit GGUF (the embedded ones: the same grid they ship in) and int8 for
+        others; int4, int8 or none to choose.
         full_models: how many freeze/full adapter models (whole models, not peft) stay resident.
         threads: torch's intra-op threads (process-wide), None = torch's default, one per core.
         """
@@ -147,8 +150,8 @@ class LocalBackend(GenerationBackend):
         self.generator = generator or model_settings(ws).generator
         if dtype not in ("auto", "bfloat16", "float32"):
             raise AssistantError(f"dtype must be auto, bfloat16 or float32, got {dtype!r}")
-        if quantize not in ("auto", "int8", "none"):
-            raise AssistantError(f"quantize must be auto, int8 or none, got {quantize!r}")
+        if quantize not in ("auto", "int4", "int8", "none"):
+            raise AssistantError(f"quantize must be auto, int4, int8 or none, got {quantize!r}")
         if threads is not None and threads < 1:
             raise AssistantError(f"threads must be at least 1, got {threads}")
         self.dtype_name, self.quantize_name, self.full_models = dtype, quantize, max(1, full_models)
@@ -186,8 +189,9 @@ class LocalBackend(GenerationBackend):
             started = time.perf_counter()
             model = self._load_model(self.path, dtype)
             self.loads += 1
+            bits = self.quantize_bits(dtype)
             log.info("loaded generator %s (%s%s) in %.1fs", self.path, str(dtype).replace("torch.", ""),
-                     ", int8 weights" if self._quantized(dtype) else "", time.perf_counter() - started)
+                     f", int{bits} weights" if bits else "", time.perf_counter() - started)
             self._eos = self._stop_token_ids(model)
             self._window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-generate")
@@ -220,29 +224,41 @@ class LocalBackend(GenerationBackend):
             return torch.bfloat16
         return torch.float32
 
-    def _quantized(self, dtype) -> bool:
+    def quantize_bits(self, dtype) -> int | None:
+        """4, 8 or None: the weight format the model runs with under this backend's settings."""
         import torch
 
-        from assistant.quantization import int8_supported
+        from assistant.quantization import int4_supported, int8_supported
 
-        if self.quantize_name == "none" or not int8_supported():
-            return False
-        # The int8 kernel only pays off with bf16 activations; with fp32 it is slower than fp32 GEMM.
-        return self.quantize_name == "int8" or dtype == torch.bfloat16
+        choice = self.quantize_name
+        if choice == "auto":
+            # The int4/int8 kernels only pay off with bf16 activations (with fp32, fp32 GEMM is faster).
+            if dtype != torch.bfloat16:
+                return None
+            choice = "int4" if _from_4bit_gguf(self.path) else "int8"
+        if choice == "int4" and int4_supported():
+            return 4
+        if choice in ("int4", "int8") and int8_supported():
+            return 8
+        return None
 
     def _load_model(self, path, dtype):
+        import torch
         from transformers import AutoModelForCausalLM
 
         from assistant.quantization import quantize_linear_layers
 
+        bits = self.quantize_bits(dtype)
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+            # quantized layers are fitted to the full-precision weights, then the rest is cast to bf16
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32 if bits else dtype)
         except (OSError, ValueError) as exc:
             raise AssistantError(f"cannot load generator {path}: {exc}") from exc
         model.eval()
         model.requires_grad_(False)
-        if self._quantized(dtype):
-            quantize_linear_layers(model)
+        if bits:
+            quantize_linear_layers(model, bits)
+            model.to(torch.bfloat16)
         return model
 
     def _stop_token_ids(self, model) -> set[int]:
@@ -467,6 +483,16 @@ class LocalBackend(GenerationBackend):
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+def _from_4bit_gguf(path) -> bool:
+    """Whether ``path`` is an embedded model converted from a 4-bit GGUF (its ragtune-model.json says so)."""
+    try:
+        source = json.loads((Path(str(path)) / "ragtune-model.json").read_text()).get("source", "")
+    except (OSError, ValueError):
+        return False
+    name = Path(source).name.upper()
+    return name.endswith(".GGUF") and re.search(r"(^|[._-])Q4_", name) is not None
 
 
 def _pick(logits, temperature: float, top_p: float, generator) -> int:

@@ -17,7 +17,7 @@ class ModelSettings:
     generator: str = DEFAULT_GENERATOR  # embedded name, local HF folder or hub id
     embedder: str = DEFAULT_EMBEDDER  # embedded name, local sentence-transformers folder or hub id
     dtype: str = "auto"  # local generator: auto = bfloat16 where the CPU has native bf16, else float32
-    quantize: str = "auto"  # local generator: auto = int8 weight-only matmuls when running bf16 (~2x decode), none
+    quantize: str = "auto"  # local generator weight-only matmuls: auto (bf16 only: int4 for 4-bit GGUF models, else int8), int4, int8, none
     threads: int | None = None  # local generator: torch threads; None = one per core. On a busy machine 1 is steadier
     backend: str = "local"  # "local", or the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, ragtune serve)
     backend_model: str | None = None  # that server's base model id (default: the first it lists)

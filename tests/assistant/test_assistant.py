@@ -256,6 +256,18 @@ def test_dora_adapter_runs_on_the_int8_base(tiny, workspace, tiny_llama_path, ma
     assert tuned.tokens > 0 and tuned.text != base
 
 
+def test_int4_base_runs_lora_and_dora_adapters(workspace, docs_kb, tiny_llama_path, fast_settings, make_adapter):
+    make_adapter(workspace, tiny_llama_path, "alpha", seed=1)
+    make_adapter(workspace, tiny_llama_path, "dora1", method="dora", seed=3)
+    assistant = Assistant(workspace, generator=str(tiny_llama_path), settings=fast_settings)
+    assistant.backend.quantize_name = "int4"
+    q = "Tell me about the ferry."
+    texts = [assistant.answer(q, mode=m, adapter=a).text for m, a in [("prompt", None), ("tuned", "alpha"), ("tuned", "dora1")]]
+    assert len(set(texts)) == 3
+    assert assistant.backend.quantize_bits(assistant.backend._dtype()) == 4 and assistant.backend.loads == 1
+    assistant.close()
+
+
 def test_full_model_adapter_runs_beside_the_resident_base(tiny, workspace, tiny_llama_path):
     import shutil
 
