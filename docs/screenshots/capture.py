@@ -93,7 +93,7 @@ def _idle(driver) -> bool:
 PAGES = ("chat", "knowledge-base", "fine-tune", "evaluate", "arena")
 
 
-def capture(home: Path, question: str, arena_question: str, search: str, width: int, height: int,
+def capture(home: Path, question: str, arena_question: str, arena_answer: str, search: str, width: int, height: int,
             pages: tuple[str, ...] = PAGES) -> None:
     """Drive every page and save one screenshot of each."""
     port = _free_port()
@@ -107,13 +107,14 @@ def capture(home: Path, question: str, arena_question: str, search: str, width: 
         os.killpg(proc.pid, signal.SIGTERM)
         raise
     try:
-        _pages(driver, url, question, arena_question, search, pages)
+        _pages(driver, url, question, arena_question, arena_answer, search, pages)
     finally:
         driver.quit()
         os.killpg(proc.pid, signal.SIGTERM)
 
 
-def _pages(driver, url: str, question: str, arena_question: str, search: str, pages: tuple[str, ...]) -> None:
+def _pages(driver, url: str, question: str, arena_question: str, arena_answer: str, search: str,
+           pages: tuple[str, ...]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -163,7 +164,7 @@ def _pages(driver, url: str, question: str, arena_question: str, search: str, pa
         _wait(driver, lambda d: "Evaluation run" in d.page_source or "No evaluation results" in d.page_source, 120)
         _wait(driver, _idle)
         for scroller in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMain']"):
-            driver.execute_script("arguments[0].scrollTop = 420", scroller)
+            driver.execute_script("arguments[0].scrollTop = 250", scroller)
         if "evaluate" in pages:
             _save(driver, "evaluate")
 
@@ -173,9 +174,15 @@ def _pages(driver, url: str, question: str, arena_question: str, search: str, pa
         box.send_keys(arena_question)
         _click_text(driver, "button", "Get two answers")
         _wait(driver, lambda d: "A is better" in d.page_source, 900)
-        _click_text(driver, "button", "A is better")
+        answers = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stColumn']")
+                   if c.text.startswith("Answer ")]
+        right = [arena_answer.lower() in a.lower() for a in answers[:2]]
+        vote = "Tie" if all(right) else "A is better" if right[0] else "B is better" if right[1] else "Both bad"
+        _click_text(driver, "button", vote)
         _wait(driver, lambda d: "You voted" in d.page_source, 60)
         _wait(driver, _idle)
+        for scroller in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMain']"):
+            driver.execute_script("arguments[0].scrollTop = 280", scroller)
         _save(driver, "arena")
 
 
@@ -185,14 +192,15 @@ def main() -> None:
     parser.add_argument("--question",
                         default="What does a single adult ticket between Port Aldric and Brannock Isle cost?")
     parser.add_argument("--arena-question", default="Who chairs the Saltreach board of directors?")
+    parser.add_argument("--arena-answer", default="Quellan", help="vote for the answer that contains this")
     parser.add_argument("--search", default="islander card discount")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=860)
     parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated subset of: " + ", ".join(PAGES))
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the UI and the browser are stopped too
-    capture(args.home.expanduser().resolve(), args.question, args.arena_question, args.search, args.width, args.height,
-            tuple(p.strip() for p in args.pages.split(",") if p.strip()))
+    capture(args.home.expanduser().resolve(), args.question, args.arena_question, args.arena_answer, args.search,
+            args.width, args.height, tuple(p.strip() for p in args.pages.split(",") if p.strip()))
 
 
 if __name__ == "__main__":

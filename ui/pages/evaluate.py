@@ -44,7 +44,9 @@ def summary_rows(summary: dict) -> list[dict]:
         ci = metrics.get("correctness_ci95") or [None, None]
         row = {"mode": mode, "n": metrics.get("n"), "correct": metrics.get("correctness"),
                "95% CI": f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else "–"}
-        row.update({header: metrics.get(key) for key, header in TABLE_COLUMNS[1:]})
+        # a metric that does not apply to a mode (no retrieval in prompt mode) stays blank, not "None"
+        row.update({header: float("nan") if metrics.get(key) is None else metrics[key]
+                    for key, header in TABLE_COLUMNS[1:]})
         rows.append(row)
     return rows
 
