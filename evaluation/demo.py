@@ -48,11 +48,11 @@ class DemoSettings:
     grounded_adapter: str = "grounded"
     demo_adapter: str = "demo"
     grounded_examples: int = 240  # grounding examples from demo_data/general
-    demo_examples: int = 200  # grounding examples from the demo KB (plus style.jsonl)
+    demo_examples: int = 240  # grounding examples from the demo KB (plus style.jsonl)
     train_k: int = 3  # most documents per training prompt (oracle + distractors)
     train_k_min: int = 1  # fewest: a mix of 1..train_k documents keeps examples short and the adapter robust to k
     fact_max_words: int = 32  # longest sentence a training question is made from (shorter = cheaper examples)
-    abstain_share: float = 0.2
+    abstain_share: float = 0.15  # examples whose documents lack the answer (NO_ANSWER); more makes the adapter shy
     rank: int = 16  # LoRA rank on every linear layer
     alpha: float = 32.0
     lr: float = 3e-4
