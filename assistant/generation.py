@@ -393,7 +393,8 @@ class LocalBackend(GenerationBackend):
     def _adapter_scope(self, name: str | None):
         model = self._ensure_adapter(name)
         if model is self.peft_model:
-            self.peft_model.set_adapter(name, inference_mode=True)
+            if self.peft_model.active_adapter != name:  # set_adapter walks every module: only on a change
+                self.peft_model.set_adapter(name, inference_mode=True)
             yield model
         elif model is self.model and self.peft_model is not None:
             with self.peft_model.disable_adapter():

@@ -121,16 +121,16 @@ class Int4Linear(QuantizedLinear):
         # the kernel computes (q - 8) * scale + zero, so zero = minimum + 8 * scale
         self.register_buffer("scales_and_zeros",
                              torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16))
+        self.register_buffer("_scale", scale.to(torch.bfloat16)[..., None].contiguous())  # for dequantize: q * scale + low
+        self.register_buffer("_low", low.to(torch.bfloat16)[..., None].contiguous())
 
     def _decode_matmul(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, INT4_GROUP, self.scales_and_zeros)
 
     def dequantize(self) -> torch.Tensor:
         out_f, in_f = self.out_features, self.in_features
-        q = torch.stack([self.W_q & 0xF, self.W_q >> 4], dim=-1).reshape(out_f, in_f // INT4_GROUP, INT4_GROUP)
-        scale = self.scales_and_zeros[..., 0].t()[..., None]
-        zero = self.scales_and_zeros[..., 1].t()[..., None]
-        return ((q.to(torch.bfloat16) - 8) * scale + zero).reshape(out_f, in_f)
+        q = torch.stack([self.W_q & 0xF, self.W_q >> 4], dim=-1).view(out_f, in_f // INT4_GROUP, INT4_GROUP)
+        return torch.addcmul(self._low, q.to(torch.bfloat16), self._scale).view(out_f, in_f)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int4 weight-only (group {INT4_GROUP})"
