@@ -50,9 +50,11 @@ def normalize_answer(text: str) -> str:
     text = "".join(f" {ch} " if unicodedata.category(ch) == "Sc"
                    else " " if (ch in _PUNCT or unicodedata.category(ch).startswith("P")) and ch not in ".,'"
                    else ch for ch in text)
-    # "1,200" and "3.5" keep their digits together; a full stop or comma between words separates them.
-    text = re.sub(r"(?<=\d)[.,](?=\d)", "", text)
-    text = re.sub(r"[.,']", lambda m: "" if m.group(0) == "'" else " ", text)
+    # "1,200" loses its thousands separator; a decimal "3.5" or "3,5" becomes "3.5" (so "5.5 minutes"
+    # never matches "55 minutes"); a full stop or comma between words separates them.
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+    text = re.sub(r"(?<=\d)[.,](?=\d)", "\0", text)
+    text = re.sub(r"[.,']", lambda m: "" if m.group(0) == "'" else " ", text).replace("\0", ".")
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

@@ -40,7 +40,10 @@ OTHER = chunk(2, "The Bergen office has a rooftop garden.", "/data/kb/bergen.md"
 
 def test_normalisation_drops_case_punctuation_articles_and_citations():
     assert normalize_answer("The Office, opened in March-2019 [2]!") == "office opened in march 2019"
-    assert normalize_answer("It cost $1,200.50.") == "it cost $ 120050"
+    assert normalize_answer("It cost $1,200.50.") == "it cost $ 1200.50"
+    assert normalize_answer("€19,80 or 19.80") == "€ 19.80 or 19.80"
+    assert not contains_answer("The crossing takes 5.5 minutes.", "55 minutes")
+    assert contains_answer("It costs €12,900 in total.", "12900")
 
 
 def test_containment_is_on_whole_words():
