@@ -154,9 +154,10 @@ def _pages(driver, url: str, question: str, arena_question: str, arena_answer: s
         driver.get(f"{url}/fine-tune")
         _wait(driver, lambda d: "4. Adapters" in d.page_source, 120)
         _wait(driver, _idle)
-        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-        for scroller in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMain']"):
-            driver.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", scroller)
+        time.sleep(3)  # the runs section refreshes itself every 2 s
+        for heading in driver.find_elements(By.CSS_SELECTOR, "h3"):
+            if "3. Runs" in heading.text:
+                driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
         _save(driver, "fine-tune")
 
     if "evaluate" in pages or "arena" in pages:
