@@ -211,7 +211,10 @@ class Assistant:
             offset = len(hits)
             hits = hits + [Hit(chunk=c, score=0.0, rank=offset + i) for i, c in enumerate(extra_context, start=1)]
             context = self.fit_context(hits, question, history, settings)
-            messages = grounded_messages(question, [h.chunk for h in context], history)
+            documents = [h.chunk for h in context]
+            if settings.focus_sentences and documents:
+                documents = self.knowledge_base.focus(query, documents, settings.focus_sentences)
+            messages = grounded_messages(question, documents, history)
         else:
             context = []
             messages = plain_messages(question, history)

@@ -42,6 +42,12 @@ class GenerationSettings:
     is cut to fit rather than dropped)."""
     search_mode: str = "hybrid"
     """Retrieval: dense, bm25 or hybrid (see ragtune search)."""
+    focus_sentences: int = 4
+    """Context focus: the prompt carries only this many sentences of the retrieved chunks, the ones
+    most likely to answer (retrieval/focus.py), each inside its chunk's numbered document; citations
+    still name whole chunks. It lets the embedded 135M model read the right sentence (the demo's
+    adapters are trained on focused prompts). 0 = whole chunks, better for models of a few billion
+    parameters and up."""
     history_turns: int = 1
     """Earlier user turns prepended to a follow-up question to form the retrieval query (0 = none)."""
     seed: int | None = None
@@ -62,6 +68,8 @@ class GenerationSettings:
             raise ValueError(f"context_tokens must be a positive integer or null, got {self.context_tokens!r}")
         if self.search_mode not in ("dense", "bm25", "hybrid"):
             raise ValueError(f"search_mode must be dense, bm25 or hybrid, got {self.search_mode!r}")
+        if not isinstance(self.focus_sentences, int) or self.focus_sentences < 0:
+            raise ValueError(f"focus_sentences must be 0 (whole chunks) or more, got {self.focus_sentences!r}")
         if not isinstance(self.history_turns, int) or self.history_turns < 0:
             raise ValueError(f"history_turns must be 0 or more, got {self.history_turns!r}")
         if isinstance(self.stop, str):

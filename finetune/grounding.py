@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from finetune.errors import DatasetError
 from retrieval.citations import NO_ANSWER, grounded_messages
+from retrieval.focus import split_sentences
 from retrieval.records import Chunk
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,6 @@ SPAN_PATTERNS: list[tuple[str, re.Pattern, str]] = [
     ("name", re.compile(r"\b[A-Z][a-z]+(?:[ -](?:of |de |van |von |and )?[A-Z][a-z]+)+\b"), "who or what"),
     ("number", re.compile(r"\b\d[\d,]*(?:\.\d+)?\b"), "what number"),
 ]
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
-_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ class GroundingSettings:
     retrieval_mode: str = "bm25"  # how distractors are found (the KB's own search; bm25 needs no embedding)
     source_prefix: str | None = None  # only chunks (oracles and distractors) of documents under this path
     answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
+    focus_sentences: int = 4  # prompts carry only the best sentences, as the assistant's (0 = whole chunks)
     seed: int = 0
 
     def __post_init__(self):
@@ -156,6 +156,7 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
     n_abstain = round(settings.n_examples * settings.abstain_share)
     abstain = set(rng.sample(range(len(facts)), min(n_abstain, len(facts))))
     examples = []
+    unfocused = 0
     for i, fact in enumerate(tqdm(facts, desc="grounding set", unit="ex", disable=not progress)):
         draw = rng.random()
         style = "cloze" if draw < settings.cloze_share else \
@@ -175,12 +176,19 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
             position += 1
             answer = settings.answer_template.replace("{answer}", quote_answer(fact, position))
             kind = style
-        messages = grounded_messages(question, context) + [{"role": "assistant", "content": answer}]
+        documents = context
+        if settings.focus_sentences and hasattr(kb, "focus"):
+            documents = kb.focus(question, context, settings.focus_sentences)
+            if position and not any(n == position and fact.span in c.text for n, c in documents):
+                unfocused += 1  # the focus missed the answer: this prompt would teach guessing
+                continue
+        messages = grounded_messages(question, documents) + [{"role": "assistant", "content": answer}]
         examples.append(GroundingExample(messages, question, answer, kind, fact.span,
                                          fact.chunk.chunk_id if position else None, position,
                                          [c.chunk_id for c in context]))
-    log.info("grounding set: %d examples (%d abstain) from %d chunks with facts", len(examples),
-             sum(e.kind == "abstain" for e in examples), len(facts_by_chunk))
+    log.info("grounding set: %d examples (%d abstain) from %d chunks with facts; %d left out because the "
+             "focus missed their answer", len(examples), sum(e.kind == "abstain" for e in examples),
+             len(facts_by_chunk), unfocused)
     return examples
 
 
@@ -196,16 +204,6 @@ def write_grounding_set(examples: Sequence[GroundingExample], path: str | Path, 
 
 
 # --- facts and questions -------------------------------------------------------------------
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of ``text``, bullets stripped, whitespace squeezed."""
-    out = []
-    for part in _SENTENCE_END.split(text):
-        part = " ".join(_BULLET.sub("", part).split())
-        if part:
-            out.append(part)
-    return out
-
 
 _DETERMINER = re.compile(r"^(?:The|A|An|Our|Its|This|That|These|Those|Every|Each|All|Some|In|On|At|For|From|By) ")
 _LABEL = re.compile(r"^([A-Z][A-Za-z&/' -]{2,40}):\s+(\S.*)$")

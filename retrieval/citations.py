@@ -46,24 +46,34 @@ def _clean(text: str) -> str:
     return text.replace(_CLOSE, "</ document>").replace(_OPEN, "< document")
 
 
-def format_context(chunks: list[Chunk]) -> str:
-    """Render chunks as numbered, fenced documents: ``<document n="1" title="...">text</document>``."""
+Context = list[Chunk] | list[tuple[int, Chunk]]
+
+
+def numbered(chunks: Context) -> list[tuple[int, Chunk]]:
+    """(n, chunk) pairs: plain chunks are numbered 1, 2, ...; pairs (focused context) keep their n."""
+    return [item if isinstance(item, tuple) else (n, item) for n, item in enumerate(chunks, start=1)]
+
+
+def format_context(chunks: Context) -> str:
+    """Render chunks as numbered, fenced documents: ``<document n="1" title="...">text</document>``.
+
+    chunks: in order, numbered from 1; or (n, chunk) pairs (``retrieval.focus``), rendered as given."""
     parts = []
-    for n, chunk in enumerate(chunks, start=1):
+    for n, chunk in numbered(chunks):
         title = _clean(chunk.title or chunk.source).replace('"', "'")
         where = f' page="{chunk.page}"' if chunk.page else ""
         parts.append(f'<document n="{n}" title="{title}"{where}>\n{_clean(chunk.text.strip())}\n</document>')
     return "\n".join(parts)
 
 
-def grounded_user_message(question: str, chunks: list[Chunk]) -> str:
+def grounded_user_message(question: str, chunks: Context) -> str:
     """The user turn of a grounded prompt: the fenced documents, then the question."""
     if not chunks:
         return f"Documents: none were found.\n\nQuestion: {question.strip()}"
     return f"Documents:\n{format_context(chunks)}\n\nQuestion: {question.strip()}"
 
 
-def grounded_messages(question: str, chunks: list[Chunk], history: list[dict] | None = None,
+def grounded_messages(question: str, chunks: Context, history: list[dict] | None = None,
                       system: str | None = None) -> list[dict]:
     """Chat messages for a question answered from ``chunks`` (the RAG and hybrid modes, and training)."""
     return [{"role": "system", "content": system or GROUNDED_SYSTEM_PROMPT}, *(history or []),

@@ -214,6 +214,18 @@ class KnowledgeBase:
         hits = [(chunks[i], s) for i, s in ranked if i in chunks]
         return [Hit(chunk=c, score=float(s), rank=r) for r, (c, s) in enumerate(hits, start=1)]
 
+    def document_frequencies(self, words: list[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {word: chunks containing it}): IDF weights for ``retrieval.focus``."""
+        with self._read() as reader:
+            return reader.document_frequencies(words)
+
+    def focus(self, question: str, chunks: list[Chunk], sentences: int = 4) -> list[tuple[int, Chunk]]:
+        """``retrieval.focus.focus_chunks`` with this KB's embedder and word statistics."""
+        from retrieval.focus import FocusSettings, focus_chunks
+
+        return focus_chunks(question, chunks, self.embedder, self.document_frequencies,
+                            FocusSettings(sentences=sentences))
+
     def _embed_query(self, query: str) -> np.ndarray:
         vec = self.embedder.embed_query(query)
         with self._read() as reader:

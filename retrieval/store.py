@@ -255,6 +255,16 @@ class StoreReader:
             out.update((i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows)
         return out
 
+    def document_frequencies(self, words: list[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {word: chunks containing it}) through the full-text index (porter-stemmed)."""
+        n_chunks = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        counts = {}
+        for word in words:
+            if word and '"' not in word:
+                counts[word] = self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                                                 [f'"{word}"']).fetchone()[0]
+        return int(n_chunks), counts
+
     def bm25(self, fts_query: str, n: int, prefixes: list[str] | None = None) -> list[tuple[int, float]]:
         """(id, score) of the ``n`` best BM25 matches, score = -bm25() so higher is better."""
         if not fts_query:

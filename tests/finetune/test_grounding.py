@@ -13,6 +13,7 @@ from finetune.grounding import (GroundingSettings, build_grounding_set, cloze_qu
                                 quote_answer, wh_question,
                                 write_grounding_set)
 from retrieval.citations import NO_ANSWER, grounded_messages
+from retrieval.focus import text_units
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.records import Chunk
 from retrieval.store import DocumentWrite
@@ -72,8 +73,19 @@ def test_oracle_position_matches_the_cited_number(kb):
         docs = _context_texts(ex)
         assert f"[{ex.oracle_position}]" in ex.answer
         assert ex.span in docs[str(ex.oracle_position)]
-        assert len(docs) == 3
+        assert set(docs) <= {"1", "2", "3"}  # focused: a document with no chosen sentence is left out
         assert ex.messages[-1] == {"role": "assistant", "content": ex.answer}
+    whole = build_grounding_set(kb, 30, k=3, retrieval_mode="bm25", abstain_share=0.2, seed=1, focus_sentences=0)
+    assert all(len(_context_texts(e)) == 3 for e in whole)
+
+
+def test_focused_prompts_keep_few_sentences_and_the_answer(kb):
+    examples = build_grounding_set(kb, 30, k=3, retrieval_mode="bm25", abstain_share=0.0, seed=5, focus_sentences=2)
+    assert examples
+    for ex in examples:
+        docs = _context_texts(ex)
+        assert sum(len(text_units(t)) for t in docs.values()) == 2
+        assert ex.span in docs[str(ex.oracle_position)]
 
 
 def test_oracle_lands_at_different_positions(kb):
@@ -93,7 +105,8 @@ def test_abstention_share_and_abstentions_have_no_oracle(kb):
 def test_prompt_is_exactly_the_inference_prompt(kb):
     ex = build_grounding_set(kb, 5, k=2, seed=3)[0]
     chunks = kb.get_chunks(ex.context_chunk_ids)
-    assert ex.messages[:-1] == grounded_messages(ex.question, chunks)
+    focused = kb.focus(ex.question, chunks, GroundingSettings().focus_sentences)  # what the assistant does
+    assert ex.messages[:-1] == grounded_messages(ex.question, focused)
 
 
 def test_eval_questions_and_answers_do_not_leak(kb):

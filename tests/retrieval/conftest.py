@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from retrieval.embedding import Embedder
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.records import Chunk
 from retrieval.store import DocumentWrite
@@ -59,3 +60,9 @@ def corpus_kb(tmp_path_factory, tiny_embedder_path):
     write_docs(base, CORPUS)
     yield base
     base.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tiny_embedder_path) -> Embedder:
+    """The tiny config-built embedder (random weights: similarity is noise, words decide)."""
+    return Embedder(tiny_embedder_path)

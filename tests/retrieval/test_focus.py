@@ -1,0 +1,105 @@
+"""Context focus: which sentences reach the prompt, how they are numbered and ordered."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from retrieval.citations import format_context, grounded_user_message, resolve_citations
+from retrieval.focus import FocusSettings, content_stems, focus_chunks, text_units
+from retrieval.records import Chunk
+
+from .conftest import write_docs
+
+
+def chunk(i: int, text: str, title: str = "") -> Chunk:
+    return Chunk(chunk_id=f"c{i}", source=f"/docs/{i}.md", title=title or f"Doc {i}", text=text, start=0,
+                 end=len(text), position=0)
+
+
+FARES = chunk(1, "Fares for 2024 are set by the board. Children under five travel free.\n\n"
+                 "| Route | Adult single | Child single |\n|---|---|---|\n"
+                 "| R1 Skelly Holm | €12.40 | €6.20 |\n| R2 Brannock Isle | €19.80 | €9.90 |", "Fares 2024")
+PETS = chunk(2, "Dogs are welcome on every route. A dog travels for a flat charge on each crossing. "
+                "The charge for a dog is €2.50. Assistance dogs always travel free.", "Pets policy")
+HISTORY = chunk(3, "The cooperative was founded in 1987. Its first ship was the Heron's Gift. "
+                   "The founders met in the Gulvane Fish Hall. They raised money from 212 islanders.", "History")
+
+
+def test_units_are_sentences_and_table_rows_with_their_header():
+    units = text_units(FARES.text)
+    assert ("", "Fares for 2024 are set by the board.") in units
+    assert ("", "Children under five travel free.") in units
+    header = "| Route | Adult single | Child single |"
+    assert ("", header) in units
+    assert (header, "| R2 Brannock Isle | €19.80 | €9.90 |") in units
+    assert not any("---" in s for _, s in units)  # the rule line is not a unit
+    assert text_units("- first item here\n- second item here") == [("", "first item here"), ("", "second item here")]
+
+
+def test_content_stems_drop_function_words_and_fold_plurals():
+    assert content_stems("How much do I pay for my dogs?") == {"much", "pay", "dogs"}
+    assert "dogs" in content_stems("Dogs travel") and "dog" in content_stems("a dog")
+    assert content_stems("sailing") == content_stems("sailings")
+
+
+def test_focus_keeps_the_answering_sentence_inside_its_numbered_document(tiny_embedder):
+    settings = FocusSettings(sentences=2, lexical=5.0)  # the tiny embedder is random: let the words decide
+    pairs = focus_chunks("What is the charge for a dog?", [FARES, PETS, HISTORY], tiny_embedder, settings=settings)
+    assert pairs[0][0] == 2  # best document first, with its citation number
+    focused = pairs[0][1]
+    assert "The charge for a dog is €2.50." in focused.text
+    assert "Assistance dogs always travel free." not in focused.text or len(pairs) == 1
+    assert dataclasses.replace(focused, text=PETS.text) == PETS  # provenance unchanged: only the text is cut
+    assert sum(len(text_units(c.text)) for _, c in pairs) == 2
+    assert all(n != 3 for n, _ in pairs)  # the history chunk had nothing to offer
+    rendered = format_context(pairs)
+    assert '<document n="2" title="Pets policy">' in rendered
+    citations, dropped = resolve_citations("A dog costs €2.50 [2].", [FARES, PETS, HISTORY])
+    assert citations[0].chunk is PETS and not dropped  # citations resolve against the whole chunks
+
+
+def test_a_table_row_travels_with_its_header(tiny_embedder):
+    pairs = focus_chunks("What is the adult single fare to Brannock Isle?", [PETS, FARES, HISTORY], tiny_embedder,
+                         settings=FocusSettings(sentences=1, lexical=5.0))
+    assert pairs == [(2, dataclasses.replace(
+        FARES, text="| Route | Adult single | Child single |\n| R2 Brannock Isle | €19.80 | €9.90 |"))]
+
+
+def test_a_question_asking_for_a_number_prefers_a_sentence_with_one(tiny_embedder):
+    # both sentences share the words "islanders" and "founded"; only one holds a number
+    c = chunk(4, "The islanders founded a cooperative of their own. Some 212 islanders founded it in 1987.")
+    settings = FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0)
+    pairs = focus_chunks("How many islanders founded the cooperative?", [c], tiny_embedder,
+                         settings=settings)
+    assert pairs[0][1].text == "Some 212 islanders founded it in 1987."
+
+
+def test_focus_off_or_short_context_keeps_whole_chunks(tiny_embedder):
+    assert focus_chunks("dog?", [FARES, PETS], tiny_embedder, settings=FocusSettings(sentences=0)) == \
+        [(1, FARES), (2, PETS)]
+    short = [chunk(5, "One sentence only.")]
+    assert focus_chunks("anything?", short, tiny_embedder) == [(1, short[0])]
+    assert grounded_user_message("q?", [(2, PETS)]).count("<document") == 1
+
+
+def test_document_frequencies_come_from_the_full_text_index(filled_kb):
+    n, df = filled_kb.document_frequencies(["refunds", "refunded", "ferry", "zebra"])
+    assert n == 5
+    assert df["refunds"] == 2 and df["refunded"] == 2  # porter-stemmed, like BM25
+    assert df["ferry"] == 1 and df["zebra"] == 0
+    write_docs(filled_kb, {"/docs/zoo.md": ["A zebra lives at the zoo."]})
+    assert filled_kb.document_frequencies(["zebra"]) == (6, {"zebra": 1})
+
+
+def test_rare_question_words_weigh_more(filled_kb):
+    # "refunds" is in two of the KB's five chunks, "ferry" in one: the ferry sentence wins
+    a = chunk(6, "The office keeps the refunds. The ferry is blue.")
+    pairs = focus_chunks("refunds ferry", [a], filled_kb.embedder, filled_kb.document_frequencies,
+                         FocusSettings(sentences=1, lexical=10.0, type_penalty=0.0))
+    assert pairs[0][1].text == "The ferry is blue."
+
+
+def test_the_knowledge_base_focus_uses_its_embedder(filled_kb):
+    a = chunk(7, "The harbour office keeps records. The ferry timetable changes in winter. Nothing else here.")
+    pairs = filled_kb.focus("ferry timetable winter changes", [a], sentences=1)
+    assert pairs == [(1, dataclasses.replace(a, text="The ferry timetable changes in winter."))]
