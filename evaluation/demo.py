@@ -47,8 +47,8 @@ class DemoSettings:
     overlap_tokens: int = 24
     grounded_adapter: str = "grounded"
     demo_adapter: str = "demo"
-    grounded_examples: int = 240  # grounding examples from demo_data/general
-    demo_examples: int = 240  # grounding examples from the demo KB (plus style.jsonl)
+    grounded_examples: int = 300  # grounding examples from demo_data/general
+    demo_examples: int = 400  # grounding examples from the demo KB (plus style.jsonl)
     train_k: int = 3  # most documents per training prompt (oracle + distractors)
     train_k_min: int = 1  # fewest: a mix of 1..train_k documents keeps examples short and the adapter robust to k
     fact_max_words: int = 32  # longest sentence a training question is made from (shorter = cheaper examples)

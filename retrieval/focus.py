@@ -41,7 +41,7 @@ _NAME = re.compile(r"\b[A-Z][a-z]+(?:[ -](?:of |de |van |von )?[A-Z][a-z]+)+\b")
 _ASKS_AMOUNT = re.compile(r"\bhow much\b|\bcost|\bprice|\bfees?\b|\bcharges?\b|\bbudget\b|\bfare\b", re.I)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|long|far|often|quickly|soon|old|big|tall|high|fast|heavy|deep|wide)\b|"
                           r"\bwhat (?:share|percentage|proportion|number|speed|time|date|year)\b|"
-                          r"\bwhich (?:number|year|date)\b|\bwhen\b|\bwhat age\b", re.I)
+                          r"\b(?:which|what) (?:number|year|date|form|code)\b|\bwhen\b|\bwhat age\b", re.I)
 _ASKS_PERSON = re.compile(r"^\s*who\b", re.I)
 _STOP = frozenset(
     "a an and are as at be been but by can could did do does for from had has have how i if in into is it its me my "
