@@ -200,11 +200,19 @@ def cmd_ui(args) -> int:
 
     app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     env = dict(os.environ, RAGTUNE_HOME=str(_workspace(args).home))
+    # Streamlit itself runs headless: otherwise its first run stops at an e-mail prompt on stdin
+    # (and fails without a terminal). We open the browser ourselves unless --headless.
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
-           "--server.port", str(args.port), "--server.headless", str(args.headless).lower(),
+           "--server.port", str(args.port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
            "--server.fileWatcherType", "none"]  # a local tool: no "Deploy" button, no source watching
-    print(f"ragtune UI on http://{args.host}:{args.port}  (Ctrl-C to stop)")
+    url = f"http://{args.host}:{args.port}"
+    print(f"ragtune UI on {url}  (Ctrl-C to stop)")
+    if not args.headless:
+        import threading
+        import webbrowser
+
+        threading.Timer(3.0, lambda: webbrowser.open(url)).start()  # no browser (a server): nothing happens
     return subprocess.call(cmd, env=env)
 
 
