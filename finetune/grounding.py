@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from finetune.errors import DatasetError
 from retrieval.citations import NO_ANSWER, grounded_messages
-from retrieval.focus import split_sentences
+from retrieval.focus import TABLE_RULE, split_sentences
 from retrieval.records import Chunk
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,6 @@ def extract_facts(chunk: Chunk, settings: GroundingSettings = GroundingSettings(
     return facts + table_facts(chunk)
 
 
-_TABLE_RULE = re.compile(r"^[\s|:+-]+$")
 _NUMERIC = re.compile(r"[\d\s:.,€$£%/()-]+")
 
 
@@ -264,7 +263,7 @@ def table_facts(chunk: Chunk) -> list[Fact]:
     block: list[list[str]] = []
     for line in chunk.text.splitlines() + [""]:
         if "|" in line and len(_cells(line)) >= 2:
-            if not _TABLE_RULE.match(line):
+            if not TABLE_RULE.match(line):
                 block.append(_cells(line))
             continue
         if len(block) >= 2:

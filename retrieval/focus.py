@@ -29,10 +29,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from retrieval.records import Chunk
+from retrieval.search import STOPWORDS
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-_TABLE_RULE = re.compile(r"^[\s|:+-]+$")
+TABLE_RULE = re.compile(r"^[\s|:+-]+$")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
 _NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
@@ -43,10 +44,7 @@ _ASKS_NUMBER = re.compile(r"\bhow (?:many|long|far|often|quickly|soon|old|big|ta
                           r"\bwhat (?:share|percentage|proportion|number|speed|time|date|year)\b|"
                           r"\b(?:which|what) (?:number|year|date|form|code)\b|\bwhen\b|\bwhat age\b", re.I)
 _ASKS_PERSON = re.compile(r"^\s*who\b", re.I)
-_STOP = frozenset(
-    "a an and are as at be been but by can could did do does for from had has have how i if in into is it its me my "
-    "no not of on or our so than that the their them then there these they this to was we were what when where which "
-    "who whom why will with would you your may should must get per".split())
+_STOP = STOPWORDS | {"must", "get", "per"}  # the BM25 query stopwords, and a few question fillers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +73,7 @@ def text_units(text: str) -> list[tuple[str, str]]:
     for line in text.splitlines():
         stripped = line.strip()
         if "|" in stripped and len(stripped.strip("|").split("|")) >= 2:
-            if _TABLE_RULE.match(stripped):
+            if TABLE_RULE.match(stripped):
                 continue
             if header is None:
                 header = stripped
