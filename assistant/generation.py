@@ -4,9 +4,9 @@ Two backends, registered by name in ``BACKENDS`` (peft-style: parallel things re
 
 - ``local`` (default): one resident transformers model on this machine. Adapters load into it
   once with peft (``load_adapter``) and each request picks one with ``set_adapter`` or runs the
-  base with ``disable_adapter``: switching never reloads the base model. One worker thread owns
-  the model, so requests queue and generate one at a time; a cancelled request stops at its next
-  token. Decoding uses bf16 activations and int8 weight-only matmuls where the CPU has native
+  base with ``disable_adapter``: switching never reloads the base model. The process's compute
+  thread (ragtune/compute.py) loads and runs the model, so requests queue and generate one at a
+  time; a cancelled request stops at its next token. Decoding uses bf16 activations and int8 weight-only matmuls where the CPU has native
   bf16 (see quantization.py) and a hand-written loop over the KV cache (no ``generate`` overhead).
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, another ``ragtune
   serve``) given by URL; an adapter is requested as the model of that name, as vLLM serves LoRA
@@ -26,7 +26,6 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Iterator
 
 from assistant.errors import AssistantError
 from assistant.records import GenerationSettings
+from ragtune import compute
 from ragtune.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class StopMatcher:
 
 # --- local transformers backend --------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs live in a set
 class _Job:
     messages: list[dict]
     settings: GenerationSettings
@@ -129,7 +129,7 @@ class _Job:
 
 
 class LocalBackend(GenerationBackend):
-    """One resident transformers model plus peft adapters, generating on a single worker thread."""
+    """One resident transformers model plus peft adapters, generating on the process's compute thread."""
 
     name = "local"
 
@@ -142,7 +142,7 @@ class LocalBackend(GenerationBackend):
         converted from a 4-bit GGUF (the embedded ones: the same grid they ship in) and int8 for
         others; int4, int8 or none to choose.
         full_models: how many freeze/full adapter models (whole models, not peft) stay resident.
-        threads: torch's intra-op threads (process-wide), None = torch's default, one per core.
+        threads: torch's intra-op threads for the process's model work, None = torch's default, one per core.
         """
         from assistant.models import model_settings
 
@@ -169,12 +169,12 @@ class LocalBackend(GenerationBackend):
         self._init_lock = threading.Lock()
         self._tok_init_lock = threading.Lock()
         self._tok_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads at once
-        self._worker: ThreadPoolExecutor | None = None
+        self._jobs: set[_Job] = set()  # queued or running, cancelled by ``close``
         self._window: int | None = None
 
     # -- loading ------------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the tokenizer and the base model once; start the generation worker."""
+        """Load the tokenizer and the base model once (on the compute thread, which then runs it)."""
         if self.model is not None:
             return
         with self._init_lock:
@@ -182,19 +182,16 @@ class LocalBackend(GenerationBackend):
                 return
             self._load_tokenizer()
             if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
+                compute.set_threads(self.threads)
             dtype = self._dtype()
             started = time.perf_counter()
-            model = self._load_model(self.path, dtype)
+            model = compute.run(self._load_model, self.path, dtype)
             self.loads += 1
             bits = self.quantize_bits(dtype)
             log.info("loaded generator %s (%s%s) in %.1fs", self.path, str(dtype).replace("torch.", ""),
                      f", int{bits} weights" if bits else "", time.perf_counter() - started)
             self._eos = self._stop_token_ids(model)
             self._window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-generate")
             self.model = model
 
     def _load_tokenizer(self) -> None:
@@ -347,14 +344,14 @@ class LocalBackend(GenerationBackend):
         self.adapter_info(name)
 
     def use_adapter(self, name: str | None) -> float:
-        """Make ``name`` resident (loading it once) on the worker; returns the seconds it took."""
+        """Make ``name`` resident (loading it once) on the compute thread; returns the seconds it took."""
         self.warm_up()
         started = time.perf_counter()
-        self._worker.submit(self._ensure_adapter, name).result()
+        compute.run(self._ensure_adapter, name)
         return time.perf_counter() - started
 
     def _ensure_adapter(self, name: str | None):
-        """The model to run for ``name`` (worker thread only: loading mutates the model)."""
+        """The model to run for ``name`` (compute thread only: loading mutates the model)."""
         if name is None:
             return self.model
         if name in self._full:
@@ -406,7 +403,8 @@ class LocalBackend(GenerationBackend):
     def stream(self, messages, settings, adapter=None, cancel=None):
         self.warm_up()
         job = _Job(messages, settings, adapter, cancel or threading.Event(), queue.Queue())
-        self._worker.submit(self._run, job)
+        self._jobs.add(job)
+        compute.submit(self._run, job)
         try:
             while True:
                 kind, value = job.out.get()
@@ -417,6 +415,7 @@ class LocalBackend(GenerationBackend):
                     return
         finally:
             job.cancel.set()  # the consumer stopped early (disconnect, Ctrl-C): stop at the next token
+            self._jobs.discard(job)
 
     def _run(self, job: _Job) -> None:
         if job.cancel.is_set():  # gave up while queued
@@ -472,7 +471,7 @@ class LocalBackend(GenerationBackend):
                     if stopped:
                         text, finish = text[:safe], "stop"
                         break
-                if job.cancel.is_set():
+                if job.cancel.is_set() or compute.interrupted():
                     finish = "cancelled"
                     break
                 step_input = torch.tensor([[token]], dtype=torch.long)
@@ -482,8 +481,8 @@ class LocalBackend(GenerationBackend):
         yield GenerationResult(text, len(out_ids), len(ids), finish, decode_s, str(self.path))
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+        for job in list(self._jobs):  # queued jobs end unstarted, a running one at its next token
+            job.cancel.set()
 
 
 def _from_4bit_gguf(path) -> bool:

@@ -12,13 +12,15 @@ Every figure is compared with a baseline measured in the same process, on the de
    Target: at least 2x the fp32 generate.
    The three alternate for ``--rounds`` rounds, so each meets the same load on a shared machine;
    the best round of each counts (and the median per-round ratio is reported beside it).
+   The plain ``generate`` runs on ragtune's compute thread too (ragtune/compute.py), as all of
+   ragtune's model work does: a second thread computing with torch halves decode speed on 2 cores.
    Also: how many of the first 32 greedy tokens agree with the bf16 model's.
 2. The four modes on a knowledge base of the demo documents (``evaluation/demo_data/kb``, Markdown
    files): time to first token, decode tokens/s, and the share of latency spent retrieving.
    tuned/hybrid use a LoRA r=16 adapter on all linear layers (untrained: same cost as a trained one).
 3. Adapter switching against loading the base model: loading the model (``warm_up`` of a fresh
    backend), loading an adapter into the resident model the first time, and switching between
-   two loaded adapters (``set_adapter`` through the worker).
+   two loaded adapters (``set_adapter`` on the compute thread).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from assistant.records import MODES, GenerationSettings  # noqa: E402
 from finetune.adapters import write_manifest  # noqa: E402
 from finetune.base_model import model_fingerprint, resolve_generator  # noqa: E402
 from ingest.pipeline import ingest_paths  # noqa: E402
+from ragtune import compute  # noqa: E402
 from ragtune.workspace import Workspace  # noqa: E402
 from retrieval.knowledge_base import KnowledgeBase  # noqa: E402
 
@@ -63,17 +66,20 @@ def plain_generate(path: Path, dtype, tokenizer, new_tokens: int):
     """A function timing one plain ``model.generate`` (greedy, exactly ``new_tokens``): (tokens/s, first 32 ids)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
+    model = compute.run(AutoModelForCausalLM.from_pretrained, str(path), dtype=dtype).eval()
     ids = tokenizer.apply_chat_template(DECODE_PROMPT, add_generation_prompt=True, return_tensors="pt",
                                         return_dict=True)["input_ids"]
-    with torch.inference_mode():
-        model.generate(ids, max_new_tokens=8, do_sample=False)  # warm-up
+
+    def generate(max_new_tokens: int):
+        with torch.inference_mode():
+            return model.generate(ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+
+    compute.run(generate, 8)  # warm-up
 
     def run() -> tuple[float, list[int]]:
-        with torch.inference_mode():
-            started = time.perf_counter()
-            out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        out = compute.run(generate, new_tokens)
+        elapsed = time.perf_counter() - started
         return new_tokens / elapsed, out[0, ids.shape[1]:ids.shape[1] + 32].tolist()
 
     return run
@@ -137,7 +143,7 @@ def bench_switching(ws: Workspace, repeats: int) -> dict:
     for i in range(repeats):
         name = "bench-a" if i % 2 else "bench-b"
         started = time.perf_counter()
-        fresh._worker.submit(fresh.peft_model.set_adapter, name, inference_mode=True).result()
+        compute.run(fresh.peft_model.set_adapter, name, inference_mode=True)
         switches.append(time.perf_counter() - started)
     fresh.close()
     assert fresh.loads == 1
@@ -153,7 +159,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        compute.set_threads(args.threads)
     new_tokens = 32 if args.quick else 128
     questions = QUESTIONS[:2] if args.quick else QUESTIONS
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="ragtune-bench-"))
@@ -199,8 +205,8 @@ def main() -> int:
     docs = sorted(DEMO_KB.glob("*.md"))
     report = ingest_paths(kb, docs, progress=False)
     kb.close()
-    make_lora(ws, path, "bench-a", 1)
-    make_lora(ws, path, "bench-b", 2)
+    compute.run(make_lora, ws, path, "bench-a", 1)  # on the compute thread, as every model here
+    compute.run(make_lora, ws, path, "bench-b", 2)
     assistant = Assistant(ws)
     assistant.warm_up()
     modes = bench_modes(assistant, questions, max_tokens=48 if not args.quick else 16)
@@ -211,7 +217,7 @@ def main() -> int:
     switching["adapter_first_load_vs_model_load"] = switching["adapter_first_load_s"] / switching["model_load_s"]
     switching["adapter_switch_vs_model_load"] = switching["adapter_switch_s"] / switching["model_load_s"]
 
-    print(f"\nDecode, {new_tokens} new tokens, greedy (SmolLM2-135M-Instruct, {torch.get_num_threads()} threads)")
+    print(f"\nDecode, {new_tokens} new tokens, greedy (SmolLM2-135M-Instruct, {compute.run(torch.get_num_threads)} threads)")
     print(f"  {'':34}{'tokens/s':>10}{'vs fp32':>9}")
     print(f"  {'plain fp32 model.generate':34}{fp32_rate:>10.1f}{1.0:>8.2f}x")
     print(f"  {'plain bf16 model.generate':34}{bf16_rate:>10.1f}{bf16_rate / fp32_rate:>8.2f}x")

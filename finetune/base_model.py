@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragtune import compute
+
 log = logging.getLogger(__name__)
 
 
@@ -70,7 +72,7 @@ def resolve_generator(name: str | None, models_dir: Path, progress: bool = True)
     if name in EMBEDDED:
         target = Path(models_dir) / name
         if not (target / "model.safetensors").exists() or not (target / "ragtune-model.json").exists():
-            convert_gguf(EMBEDDED[name], target)
+            compute.run(convert_gguf, EMBEDDED[name], target)  # torch work stays on one thread
         return target
     path = Path(name).expanduser()
     if path.exists():

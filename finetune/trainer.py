@@ -12,6 +12,7 @@ from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from finetune.datasets.encoding import IGNORE_INDEX
+from ragtune import compute
 
 
 class AnswerOnlyTrainer(Trainer):
@@ -79,6 +80,7 @@ def install_callbacks(trainer, progress: bool) -> None:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(LossProgressCallback())
     trainer.add_callback(SaveEachEpochCallback())
+    trainer.add_callback(InterruptCallback())
 
 
 class LossProgressCallback(ProgressCallback):
@@ -99,6 +101,16 @@ class LossProgressCallback(ProgressCallback):
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         """No second bar for the short evaluation passes: the eval loss appears in the main bar."""
+
+
+class InterruptCallback(TrainerCallback):
+    """Ctrl-C reaches the caller waiting for the compute thread (ragtune/compute.py): stop training at the
+    next step as an interrupt, leaving the run folder's checkpoints for ``--resume``."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Raise ``KeyboardInterrupt`` on the compute thread once the caller was interrupted."""
+        if compute.interrupted():
+            raise KeyboardInterrupt
 
 
 class SaveEachEpochCallback(TrainerCallback):

@@ -31,6 +31,7 @@ from finetune.adapters import MANIFEST_NAME, AdapterInfo, read_adapter, write_ma
 from finetune.datasets import Example, load_examples
 from finetune.datasets.encoding import IGNORE_INDEX, OVERLONG_RULES, EncodingReport
 from finetune.errors import DatasetError, TrainError
+from ragtune import compute
 from ragtune.workspace import Workspace, WorkspaceError, check_name, fill_settings
 
 log = logging.getLogger(__name__)
@@ -356,7 +357,13 @@ def train_adapter(ws: Workspace, name: str, settings: TrainSettings, *, resume: 
     resume: continue the interrupted run of the same name from its last checkpoint, with the
     settings that run was started with.
     callbacks: extra transformers ``TrainerCallback`` objects (the benchmark times steps with one).
+    Training runs on the process's compute thread, like every model (see ragtune/compute.py).
     """
+    return compute.run(_train_adapter, ws, name, settings, resume=resume, progress=progress, callbacks=callbacks)
+
+
+def _train_adapter(ws: Workspace, name: str, settings: TrainSettings, *, resume: bool, progress: bool,
+                   callbacks: tuple) -> AdapterInfo:
     started = time.perf_counter()
     adapter_dir = ws.adapters_dir / check_name(name, "adapter")
     run_dir = run_dir_for(ws, name)

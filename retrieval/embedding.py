@@ -1,4 +1,8 @@
-"""Text embeddings with sentence-transformers, loaded lazily once per process."""
+"""Text embeddings with sentence-transformers, loaded lazily once per process.
+
+The model loads and encodes on the process's compute thread (ragtune/compute.py), where the
+generator runs too: one thread doing torch work keeps decoding at full speed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from ragtune import compute
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ class Embedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _load(self.path, self.dtype)
+                    self._model = compute.run(_load, self.path, self.dtype)
         return self._model
 
     @property
@@ -72,7 +78,8 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.warm_up()
-        vecs = model.encode(
+        vecs = compute.run(
+            model.encode,
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=progress,
         )
