@@ -207,11 +207,21 @@ class Assistant:
                         yield Answer(NO_ANSWER, mode, adapter, [], hits, [], True, now, retrieval_s, now, 0,
                                      finish_reason="no_evidence", query=query, extra={"evidence_score": evidence})
                         return
-            retrieval_s = time.perf_counter() - started
             offset = len(hits)
             hits = hits + [Hit(chunk=c, score=0.0, rank=offset + i) for i, c in enumerate(extra_context, start=1)]
             context = self.fit_context(hits, question, history, settings)
             documents = [h.chunk for h in context]
+            unknown = (self.knowledge_base.unknown_terms(question, documents, settings.unknown_terms)
+                       if documents and settings.unknown_terms > -1.0 else [])
+            retrieval_s = time.perf_counter() - started
+            if unknown:
+                log.info("no evidence for %r: the knowledge base never mentions %s", question, ", ".join(unknown))
+                yield NO_ANSWER
+                now = time.perf_counter() - started
+                yield Answer(NO_ANSWER, mode, adapter, [], context, [], True, now, retrieval_s, now, 0,
+                             finish_reason="no_evidence", query=query,
+                             extra={"evidence_score": evidence, "unknown_terms": unknown})
+                return
             if settings.focus_sentences and documents:
                 documents = self.knowledge_base.focus(query, documents, settings.focus_sentences)
             messages = grounded_messages(question, documents, history)

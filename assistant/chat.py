@@ -32,7 +32,10 @@ def format_sources(answer: Answer) -> str:
     if answer.dropped_citations:
         numbers = ", ".join(f"[{n}]" for n in answer.dropped_citations)
         lines.append(f"(removed citation {numbers}: not among the {len(answer.context)} documents given)")
-    if answer.finish_reason == "no_evidence":
+    if answer.finish_reason == "no_evidence" and answer.extra.get("unknown_terms"):
+        terms = ", ".join(f"'{t}'" for t in answer.extra["unknown_terms"])
+        lines.append(f"(the knowledge base never mentions {terms}; nothing was generated)")
+    elif answer.finish_reason == "no_evidence":
         lines.append("(no document in the knowledge base is close enough to the question; nothing was generated)")
     elif answer.finish_reason == "length":
         lines.append(f"(stopped at max_tokens={answer.tokens}; raise it with --max-tokens)")

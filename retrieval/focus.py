@@ -17,6 +17,16 @@ for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` tur
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
 get the cosine and lexical terms only.
+
+``unknown_terms`` is the other half of reading: a question about something the knowledge base never
+mentions ("the cooperative's mascot", "the fax number") cannot be answered from it, however close
+the retrieved chunks are. A small model answers such questions anyway, from the nearest sentence.
+A content word of the question is unknown when no chunk of the knowledge base contains it (FTS5,
+porter-stemmed, and any word its stem begins: "depart" finds "departure") and no word of the
+retrieved chunks is close to it (embedder cosine below ``similarity``: "tallest" finds "height" at
+0.70, "ran" finds "running" at 0.78). Single words embed coarsely, so a synonym can fall short: with
+all-MiniLM-L6-v2, "depart" is 0.36 from "leaves", and a question saying "depart" to a knowledge
+base that only says "leave" is answered "I don't know", naming the word so the user can rephrase.
 """
 
 from __future__ import annotations
@@ -45,6 +55,13 @@ _ASKS_NUMBER = re.compile(r"\bhow (?:many|long|far|often|quickly|soon|old|big|ta
                           r"\b(?:which|what) (?:number|year|date|form|code)\b|\bwhen\b|\bwhat age\b", re.I)
 _ASKS_PERSON = re.compile(r"^\s*who\b", re.I)
 _STOP = STOPWORDS | {"must", "get", "per"}  # the BM25 query stopwords, and a few question fillers
+# Words that shape a question or name the type of its answer rather than its topic ("what number",
+# "how much does it cost"): never taken as unknown terms, even where no document uses them.
+_QUESTION_WORDS = frozenset(
+    "many much long far often soon old big tall high fast ever also else kind sort type way name called "
+    "please tell know need want like number date time year day cost price amount place person people "
+    "each every any some other only just still more most less least before after between during about over "
+    "under above below again within without through across both either neither such same own very".split())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,3 +183,28 @@ def _idf(question: str, stems: set[str], document_frequency) -> dict[str, float]
         idf = math.log((n_docs + 1) / (df.get(word, 0) + 0.5))
         weights[word[:5]] = max(weights.get(word[:5], 0.0), max(idf, 0.1))
     return weights
+
+
+def unknown_terms(question: str, chunks: Sequence[Chunk], embedder, document_frequency,
+                  similarity: float = 0.45) -> list[str]:
+    """Content words of ``question`` that the knowledge base never contains and ``chunks`` nothing close to.
+
+    ``document_frequency(words) -> (n_chunks, {word: df})`` counts the knowledge base's chunks that
+    hold each word; ``embedder`` compares each absent word with the words of ``chunks``. An empty
+    list means every word of the question is known. Numbers and words under three letters are skipped.
+    """
+    words = [w for w in dict.fromkeys(_WORD.findall(question.lower()))
+             if len(w) >= 3 and not w.isdigit() and w not in _STOP and w not in _QUESTION_WORDS]
+    if not words:
+        return []
+    _, df = document_frequency(words)
+    absent = [w for w in words if df.get(w, 1) == 0]
+    if not absent:
+        return []
+    context = sorted({w for c in chunks for w in _WORD.findall(c.text.lower())
+                      if len(w) >= 3 and not w.isdigit() and w not in _STOP})
+    if not context:
+        return absent
+    closeness = (np.asarray(embedder.embed_documents(absent), dtype=np.float32)
+                 @ np.asarray(embedder.embed_documents(context), dtype=np.float32).T).max(axis=1)
+    return [w for w, best in zip(absent, closeness) if best < similarity]

@@ -214,10 +214,12 @@ class KnowledgeBase:
         hits = [(chunks[i], s) for i, s in ranked if i in chunks]
         return [Hit(chunk=c, score=float(s), rank=r) for r, (c, s) in enumerate(hits, start=1)]
 
-    def document_frequencies(self, words: list[str]) -> tuple[int, dict[str, int]]:
-        """(number of chunks, {word: chunks containing it}): IDF weights for ``retrieval.focus``."""
+    def document_frequencies(self, words: list[str], prefix: bool = False) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {word: chunks containing it}): IDF weights for ``retrieval.focus``.
+
+        prefix: count any word starting with the word's stem (the unknown-term check's leniency)."""
         with self._read() as reader:
-            return reader.document_frequencies(words)
+            return reader.document_frequencies(words, prefix)
 
     def focus(self, question: str, chunks: list[Chunk], sentences: int = 4) -> list[tuple[int, Chunk]]:
         """``retrieval.focus.focus_chunks`` with this KB's embedder and word statistics."""
@@ -225,6 +227,13 @@ class KnowledgeBase:
 
         return focus_chunks(question, chunks, self.embedder, self.document_frequencies,
                             FocusSettings(sentences=sentences))
+
+    def unknown_terms(self, question: str, chunks: list[Chunk], similarity: float = 0.45) -> list[str]:
+        """``retrieval.focus.unknown_terms`` with this KB's embedder and word statistics."""
+        from retrieval.focus import unknown_terms
+
+        return unknown_terms(question, chunks, self.embedder,
+                             lambda words: self.document_frequencies(words, prefix=True), similarity)
 
     def _embed_query(self, query: str) -> np.ndarray:
         vec = self.embedder.embed_query(query)

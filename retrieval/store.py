@@ -255,14 +255,17 @@ class StoreReader:
             out.update((i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows)
         return out
 
-    def document_frequencies(self, words: list[str]) -> tuple[int, dict[str, int]]:
-        """(number of chunks, {word: chunks containing it}) through the full-text index (porter-stemmed)."""
+    def document_frequencies(self, words: list[str], prefix: bool = False) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {word: chunks containing it}) through the full-text index (porter-stemmed).
+
+        prefix: count chunks with any word that starts with the word's stem (depart: departure, departs)."""
         n_chunks = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
         counts = {}
+        star = "*" if prefix else ""
         for word in words:
             if word and '"' not in word:
                 counts[word] = self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                                 [f'"{word}"']).fetchone()[0]
+                                                 [f'"{word}"{star}']).fetchone()[0]
         return int(n_chunks), counts
 
     def bm25(self, fts_query: str, n: int, prefixes: list[str] | None = None) -> list[tuple[int, float]]:

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from assistant.assistant import Assistant, CitationFilter
+from assistant.chat import format_sources
 from assistant.errors import AssistantError
 from assistant.records import Answer, GenerationSettings
 from retrieval.citations import GROUNDED_SYSTEM_PROMPT, NO_ANSWER, grounded_messages, strip_citations
@@ -93,6 +94,20 @@ def test_question_far_from_every_chunk_gets_no_answer_without_loading_the_model(
     assert parrot.backend.model is None  # nothing was generated: the generator never even loaded
     answered = parrot.answer(query, mode="rag", min_score=nearest - 1e-3)
     assert answered.tokens > 0 and not answered.abstained
+
+
+def test_question_about_something_no_document_mentions_gets_no_answer(fresh_parrot):
+    parrot = fresh_parrot
+    question = "What is the ferry's mascot called?"  # 'mascot' is in no chunk of the knowledge base
+    answer = parrot.answer(question, mode="rag", unknown_terms=1.01)  # nothing in the context is close enough
+    assert answer.text == NO_ANSWER and answer.abstained and answer.finish_reason == "no_evidence"
+    assert answer.tokens == 0 and answer.extra["unknown_terms"] == ["mascot"]
+    assert answer.to_dict()["unknown_terms"] == ["mascot"]
+    assert answer.context  # the chunks that were looked at are still reported
+    assert parrot.backend.model is None  # nothing was generated
+    assert "never mentions 'mascot'" in format_sources(answer)
+    answered = parrot.answer(question, mode="rag", unknown_terms=-1.0)  # the check off
+    assert answered.tokens > 0 and not answered.abstained and answered.to_dict()["unknown_terms"] == []
 
 
 def test_empty_knowledge_base_gets_no_answer(workspace, tiny_embedder_path, parrot_llama_path):

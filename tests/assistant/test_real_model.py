@@ -75,6 +75,16 @@ def test_rag_answer_uses_the_retrieved_fact(real_assistant):
     assert answer.tokens > 0 and not answer.abstained
 
 
+def test_unknown_terms_at_the_default_threshold(real_assistant):
+    """MiniLM: a word no document has and nothing in the context resembles stops the answer; a near word does not."""
+    assert GenerationSettings().unknown_terms == real_assistant.settings.unknown_terms
+    fax = real_assistant.answer("What is the harbour's fax number?", mode="rag")
+    assert fax.text == NO_ANSWER and fax.extra["unknown_terms"] == ["fax"] and fax.tokens == 0
+    # 'boat' is in no document, but the retrieved chunk says 'ferry' (cosine 0.63)
+    boat = real_assistant.answer("When does the boat leave the harbour?", mode="rag")
+    assert boat.tokens > 0 and "unknown_terms" not in boat.extra
+
+
 def test_off_topic_question_gets_no_answer_at_the_default_threshold(real_assistant):
     assert GenerationSettings().min_score == real_assistant.settings.min_score
     off_topic = real_assistant.answer("Who won the 2018 football World Cup?", mode="rag")

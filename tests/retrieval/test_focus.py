@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from retrieval.citations import format_context, grounded_user_message, resolve_citations
-from retrieval.focus import FocusSettings, content_stems, focus_chunks, text_units
+from retrieval.focus import FocusSettings, content_stems, focus_chunks, text_units, unknown_terms
 from retrieval.records import Chunk
 
 from .conftest import write_docs
@@ -103,3 +103,30 @@ def test_the_knowledge_base_focus_uses_its_embedder(filled_kb):
     a = chunk(7, "The harbour office keeps records. The ferry timetable changes in winter. Nothing else here.")
     pairs = filled_kb.focus("ferry timetable winter changes", [a], sentences=1)
     assert pairs == [(1, dataclasses.replace(a, text="The ferry timetable changes in winter."))]
+
+
+def test_unknown_terms_are_absent_from_the_kb_and_far_from_the_context(filled_kb):
+    emb, df = filled_kb.embedder, filled_kb.document_frequencies
+    context = [chunk(8, "The ferry leaves the harbour at seven every weekday morning.")]
+    # every word of this question is in some chunk of the KB (porter stems: refunded/refunds)
+    assert unknown_terms("Are gift cards refunded?", context, emb, df, similarity=1.01) == []
+    # 'zebra' and 'mascot' are in no chunk; question words, stopwords and numbers never count
+    question = "How many zebra crossings, and what mascot, in 2024?"
+    assert unknown_terms(question, context, emb, df, similarity=1.01) == ["zebra", "crossings", "mascot"]
+    assert unknown_terms(question, context, emb, df, similarity=-1.01) == []  # anything close enough
+    # a word the context itself holds (a document not in the KB, passed with the request) is known
+    zoo = [chunk(9, "A zebra crossing by the zoo, with a mascot.")]
+    assert unknown_terms(question, zoo, emb, df, similarity=0.99) == ["crossings"]
+
+
+def test_the_knowledge_base_checks_unknown_terms_with_its_own_statistics(filled_kb):
+    assert filled_kb.unknown_terms("What is the office's fax number?", [], similarity=0.5) == ["fax"]
+    write_docs(filled_kb, {"/docs/fax.md": ["Send a fax to 555 0199."]})
+    assert filled_kb.unknown_terms("What is the office's fax number?", [], similarity=0.5) == []
+
+
+def test_unknown_term_check_accepts_other_forms_of_a_word_in_the_kb(filled_kb):
+    # the KB says "weekday": "week" begins it; nothing begins with "happen"
+    assert filled_kb.unknown_terms("What happens each week at the harbour?", [], similarity=1.01) == ["happens"]
+    n, df = filled_kb.document_frequencies(["week"])
+    assert df == {"week": 0}  # exact counts (focus IDF) are unchanged

@@ -92,6 +92,11 @@ def render_answer_details(answer, kb, key: str, show_context: bool) -> None:
         bits.append(f"{answer.tokens} tokens")
     if getattr(answer, "dropped_citations", None):
         bits.append(f"{len(answer.dropped_citations)} citation(s) to passages that were not retrieved removed")
+    unknown = (getattr(answer, "extra", None) or {}).get("unknown_terms")
+    if unknown:
+        bits.append("not generated: no document mentions " + ", ".join(f"'{t}'" for t in unknown))
+    elif getattr(answer, "finish_reason", "") == "no_evidence":
+        bits.append("not generated: no document is close enough to the question")
     st.caption(" · ".join(bits))
     render_citations(answer, kb, key)
     if show_context and answer.mode in ("rag", "hybrid"):
