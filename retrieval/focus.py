@@ -10,10 +10,13 @@ citations keep pointing at whole chunks with exact provenance. A sentence is sco
   - type_penalty if the question asks for an amount, number, date or person and the sentence has none
 
 Table rows are scored with their header row, which travels with them into the prompt. The
-documents come in the order of their best sentence, so the likeliest answer is read first; inside a
-document, sentences keep their order. On the demo eval (55 answerable questions, three chunks each)
-the answer is in the top 1/2/4/6 sentences for 60/67/80/82% of questions; the whole chunks hold it
-for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` turns focus off.
+documents come in the order of their best sentence, and the sentences inside a document best first,
+so the likeliest answer is read first. On the demo eval (55 answerable questions, three chunks
+each) the answer is in the top 1/2/4/6 sentences for 60/67/80/82% of questions; the whole chunks
+hold it for 93%. A model trained on such prompts learns the order: best-first sentences, instead of
+document order, lifted the retrained ``demo`` adapter's hybrid correctness from 0.52 to 0.62 on
+that eval, and RAG-only from 0.41 to 0.45. That trade suits a 135M model, not a 7B one:
+``focus_sentences: 0`` turns focus off.
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
 get the cosine and lexical terms only.
@@ -154,7 +157,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
         scores[i] += settings.lexical * sum(weights.get(w, 0.0) for w in shared) / total
         if not _has_type(sentence, asked):
             scores[i] -= settings.type_penalty
-    chosen = sorted(np.argsort(-scores, kind="stable")[: settings.sentences].tolist())
+    chosen = np.argsort(-scores, kind="stable")[: settings.sentences].tolist()  # best first
     best: dict[int, float] = {}
     picked: dict[int, list[int]] = {}
     for i in chosen:

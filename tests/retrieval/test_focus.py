@@ -125,6 +125,13 @@ def test_the_knowledge_base_checks_unknown_terms_with_its_own_statistics(filled_
     assert filled_kb.unknown_terms("What is the office's fax number?", [], similarity=0.5) == []
 
 
+def test_sentences_inside_a_document_come_best_first(tiny_embedder):
+    c = chunk(10, "Ferries run daily. The harbour café opens at six. A dog ticket costs €2.50 on every route.")
+    pairs = focus_chunks("What does a dog ticket cost?", [c], tiny_embedder,
+                         settings=FocusSettings(sentences=2, lexical=5.0))
+    assert pairs[0][1].text.splitlines()[0] == "A dog ticket costs €2.50 on every route."  # read first, though last
+
+
 def test_unknown_term_check_accepts_other_forms_of_a_word_in_the_kb(filled_kb):
     # the KB says "weekday": "week" begins it; nothing begins with "happen"
     assert filled_kb.unknown_terms("What happens each week at the harbour?", [], similarity=1.01) == ["happens"]
