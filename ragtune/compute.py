@@ -30,6 +30,7 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 IDLE_EXIT_S = 5.0  # an idle compute thread exits after this long; the next call starts a new one
+_POLL_S = 0.2  # how often a waiting caller wakes to let a pending Ctrl-C raise
 EXIT_WAIT_S = 30.0  # at exit, how long the running job gets to notice ``interrupted()`` and stop
 
 
@@ -69,7 +70,11 @@ class ComputeThread:
             return fn(*args, **kwargs)
         future = self.submit(fn, *args, **kwargs)
         try:
-            return future.result()
+            while True:  # short waits: Ctrl-C gets through even where a blocked wait ignores signals
+                try:
+                    return future.result(timeout=_POLL_S)
+                except TimeoutError:
+                    continue
         except KeyboardInterrupt:
             if not future.cancel():  # already running: ask it to stop at its next step
                 self._interrupt.set()

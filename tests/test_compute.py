@@ -59,22 +59,33 @@ def test_threads_setting_applies_on_the_compute_thread(ct):
     assert torch.get_num_threads() == before  # the caller's own setting is untouched
 
 
-def test_ctrl_c_in_the_waiting_caller_stops_the_running_job(ct):
-    """SIGINT reaches the caller blocked in run(); the job sees interrupted() and ends; the next job runs normally."""
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test (an earlier test may have replaced it), restored after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_the_waiting_caller_stops_the_running_job(ct, default_sigint):
+    """Ctrl-C reaches the caller waiting in run(); the job sees interrupted() and ends; the next job runs normally."""
+    import _thread
+
     started = threading.Event()
     steps = []
 
     def long_job():
         started.set()
-        while not ct.interrupted():
+        deadline = time.monotonic() + 20  # never hang the suite: fail instead
+        while not ct.interrupted() and time.monotonic() < deadline:
             steps.append(1)
             time.sleep(0.01)
-        return "stopped"
+        return "stopped" if ct.interrupted() else "never interrupted"
 
     def press_ctrl_c():
         started.wait(5)
         time.sleep(0.1)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        _thread.interrupt_main()  # what SIGINT does in the main thread
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
