@@ -25,6 +25,7 @@ import queue
 import re
 import threading
 import time
+import warnings
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -372,13 +373,16 @@ class LocalBackend(GenerationBackend):
             # Adapter weights stay fp32 (peft's autocast): the rank-r matmuls of one decode row run
             # faster in fp32 than in bf16 on CPU (LoRA r=16 on all layers: +40% per token, not +90%).
             try:
-                if self.peft_model is None:
-                    self.peft_model = PeftModel.from_pretrained(self.model, str(info.path), adapter_name=name,
-                                                                is_trainable=False, autocast_adapter_dtype=True)
-                    self.peft_model.eval()
-                else:
-                    self.peft_model.load_adapter(str(info.path), adapter_name=name, is_trainable=False,
-                                                 autocast_adapter_dtype=True)
+                with warnings.catch_warnings():
+                    # peft calls transformers' deprecated is_gradient_checkpointing: library noise, not the user's
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                    if self.peft_model is None:
+                        self.peft_model = PeftModel.from_pretrained(self.model, str(info.path), adapter_name=name,
+                                                                    is_trainable=False, autocast_adapter_dtype=True)
+                        self.peft_model.eval()
+                    else:
+                        self.peft_model.load_adapter(str(info.path), adapter_name=name, is_trainable=False,
+                                                     autocast_adapter_dtype=True)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise AssistantError(f"cannot load adapter {name!r} from {info.path}: {exc}") from exc
             model = self.peft_model
