@@ -199,13 +199,10 @@ class Assistant:
                 if settings.min_score > -1.0:
                     evidence = self.evidence_score(query, hits, settings.search_mode) if hits else -1.0
                     if evidence < settings.min_score:
-                        retrieval_s = time.perf_counter() - started
                         log.info("no evidence for %r (nearest chunk similarity %.3f < min_score %.3f)",
                                  query, evidence, settings.min_score)
-                        yield NO_ANSWER
-                        now = time.perf_counter() - started
-                        yield Answer(NO_ANSWER, mode, adapter, [], hits, [], True, now, retrieval_s, now, 0,
-                                     finish_reason="no_evidence", query=query, extra={"evidence_score": evidence})
+                        yield from _no_evidence(mode, adapter, hits, query, started,
+                                                {"evidence_score": evidence})
                         return
             offset = len(hits)
             hits = hits + [Hit(chunk=c, score=0.0, rank=offset + i) for i, c in enumerate(extra_context, start=1)]
@@ -216,11 +213,8 @@ class Assistant:
             retrieval_s = time.perf_counter() - started
             if unknown:
                 log.info("no evidence for %r: the knowledge base never mentions %s", question, ", ".join(unknown))
-                yield NO_ANSWER
-                now = time.perf_counter() - started
-                yield Answer(NO_ANSWER, mode, adapter, [], context, [], True, now, retrieval_s, now, 0,
-                             finish_reason="no_evidence", query=query,
-                             extra={"evidence_score": evidence, "unknown_terms": unknown})
+                yield from _no_evidence(mode, adapter, context, query, started,
+                                        {"evidence_score": evidence, "unknown_terms": unknown})
                 return
             if settings.focus_sentences and documents:
                 documents = self.knowledge_base.focus(query, documents, settings.focus_sentences)
@@ -264,6 +258,16 @@ class Assistant:
         self.backend.close()
         if self._kb is not None:
             self._kb.close()
+
+
+def _no_evidence(mode: str, adapter: str | None, context: list[Hit], query: str, started: float,
+                 extra: dict) -> Iterator[str | Answer]:
+    """The stream of an answer declined before generating: NO_ANSWER, then its ``Answer`` (no tokens)."""
+    retrieval_s = time.perf_counter() - started
+    yield NO_ANSWER
+    now = time.perf_counter() - started
+    yield Answer(NO_ANSWER, mode, adapter, [], context, [], True, now, retrieval_s, now, 0,
+                 finish_reason="no_evidence", query=query, extra=extra)
 
 
 def _clean_history(history: list[dict] | None) -> list[dict]:

@@ -6,8 +6,9 @@ Two backends, registered by name in ``BACKENDS`` (peft-style: parallel things re
   once with peft (``load_adapter``) and each request picks one with ``set_adapter`` or runs the
   base with ``disable_adapter``: switching never reloads the base model. The process's compute
   thread (ragtune/compute.py) loads and runs the model, so requests queue and generate one at a
-  time; a cancelled request stops at its next token. Decoding uses bf16 activations and int8 weight-only matmuls where the CPU has native
-  bf16 (see quantization.py) and a hand-written loop over the KV cache (no ``generate`` overhead).
+  time; a cancelled request stops at its next token. Decoding uses bf16 activations and int4 or
+  int8 weight-only matmuls where the CPU has native bf16 (see quantization.py) and a hand-written
+  loop over the KV cache (no ``generate`` overhead).
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, another ``ragtune
   serve``) given by URL; an adapter is requested as the model of that name, as vLLM serves LoRA
   modules.
