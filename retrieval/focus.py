@@ -51,12 +51,14 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
 _NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                           r"forty|fifty|hundred|thousand|million|half|quarter)\b", re.I)
-_NAME = re.compile(r"\b[A-Z][a-z]+(?:[ -](?:of |de |van |von )?[A-Z][a-z]+)+\b")
+_NUMBER = re.compile(r"\d+|" + _NUMBER_WORD.pattern, re.I)
 _ASKS_AMOUNT = re.compile(r"\bhow much\b|\bcost|\bprice|\bfees?\b|\bcharges?\b|\bbudget\b|\bfare\b", re.I)
 _ASKS_NUMBER = re.compile(r"\bhow (?:many|long|far|often|quickly|soon|old|big|tall|high|fast|heavy|deep|wide)\b|"
                           r"\bwhat (?:share|percentage|proportion|number|speed|time|date|year)\b|"
                           r"\b(?:which|what) (?:number|year|date|form|code)\b|\bwhen\b|\bwhat age\b", re.I)
-_ASKS_PERSON = re.compile(r"^\s*who\b", re.I)
+# a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
+# "What is the name of...", "What is it called?"
+_ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose|where|which)\b|\bname\b|\bcalled\b", re.I)
 _STOP = STOPWORDS | {"must", "get", "per"}  # the BM25 query stopwords, and a few question fillers
 # Words that shape a question or name the type of its answer rather than its topic ("what number",
 # "how much does it cost"): never taken as unknown terms, even where no document uses them.
@@ -77,32 +79,89 @@ class FocusSettings:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of ``text``, bullets stripped, whitespace squeezed."""
+    """Sentences and list items of ``text``: lines wrapped inside a paragraph are joined first,
+    bullets stripped, whitespace squeezed; headings and table rows are kept as they are."""
     out = []
-    for part in SENTENCE_END.split(text):
-        part = " ".join(BULLET.sub("", part).split())
-        if part:
-            out.append(part)
+    for kind, block in text_blocks(text):
+        out.extend(_sentences(block) if kind == "text" else [block])
     return out
 
 
+def _sentences(paragraph: str) -> list[str]:
+    return [part for part in (" ".join(p.split()) for p in SENTENCE_END.split(paragraph)) if part]
+
+
+def _is_row(line: str) -> bool:
+    return "|" in line and len(line.strip().strip("|").split("|")) >= 2
+
+
+def _is_heading(line: str, following: str, stands_alone: bool) -> bool:
+    """A Markdown heading; a short title without final punctuation on a line of its own (a blank
+    line, a list or a table after it: "MV Kestrel Vane", "Getting a card"); or a question that an
+    FAQ answers below it."""
+    if line.startswith("#"):
+        return True
+    words = len(line.split())
+    if line.endswith("?"):
+        return words <= 15 and bool(following) and not following.startswith("#")
+    if line.endswith((".", "!", ",", ";", ":")) or words > 10 or len(line) > 70:
+        return False
+    return stands_alone or bool(BULLET.match(following)) or _is_row(following)
+
+
+def text_blocks(text: str) -> list[tuple[str, str]]:
+    """``text`` as (kind, text) blocks: "heading", "row" (a table row) or "text" (a paragraph or list
+    item, its wrapped lines joined with spaces, bullet stripped)."""
+    lines = [line.strip() for line in text.splitlines()]
+    blocks: list[tuple[str, str]] = []
+    paragraph: list[str] = []
+
+    def flush():
+        if paragraph:
+            blocks.append(("text", " ".join(paragraph)))
+            paragraph.clear()
+
+    for i, line in enumerate(lines):
+        following = next((later for later in lines[i + 1:] if later), "")
+        stands_alone = i + 1 == len(lines) or not lines[i + 1]
+        # a heading starts a block; inside a paragraph only after a sentence has ended
+        may_head = not paragraph or paragraph[-1].endswith((".", "!", "?", ":"))
+        if not line:
+            flush()
+        elif _is_row(line):
+            flush()
+            if not TABLE_RULE.match(line):
+                blocks.append(("row", line))
+        elif BULLET.match(line):
+            flush()
+            paragraph.append(BULLET.sub("", line))
+        elif may_head and _is_heading(line, following, stands_alone):
+            flush()
+            blocks.append(("heading", line))
+        else:
+            paragraph.append(line)
+    flush()
+    return blocks
+
+
 def text_units(text: str) -> list[tuple[str, str]]:
-    """(prefix, sentence) units of a chunk: sentences, and table rows whose prefix is their header row."""
+    """(prefix, sentence) units of a chunk: its sentences and table rows. The prefix is the context a
+    unit needs to be understood alone: the heading above it and, for a table row, the header row."""
     units: list[tuple[str, str]] = []
+    heading = ""
     header: str | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if "|" in stripped and len(stripped.strip("|").split("|")) >= 2:
-            if TABLE_RULE.match(stripped):
-                continue
+    for kind, block in text_blocks(text):
+        if kind == "heading":
+            heading, header = block, None
+        elif kind == "row":
             if header is None:
-                header = stripped
-                units.append(("", stripped))
+                header = block
+                units.append((heading, block))
             else:
-                units.append((header, stripped))
-            continue
-        header = None
-        units.extend(("", s) for s in split_sentences(line))
+                units.append(("\n".join(p for p in (heading, header) if p), block))
+        else:
+            header = None
+            units.extend((heading, s) for s in _sentences(block))
     return units
 
 
@@ -111,22 +170,30 @@ def content_stems(text: str) -> set[str]:
     return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+def _topic_stems(question: str) -> set[str]:
+    """The question's content stems without the words that only shape it ("how many", "name")."""
+    return {w[:5] for w in _WORD.findall(question.lower()) if w not in _STOP and w not in _QUESTION_WORDS}
+
+
 def _asked_type(question: str) -> str | None:
-    if _ASKS_AMOUNT.search(question):
+    if _ASKS_AMOUNT.search(question) or _ASKS_NUMBER.search(question):
         return "number"  # an amount is written with digits ("€2.50", "2,50 euros")
-    if _ASKS_NUMBER.search(question):
-        return "number"
-    if _ASKS_PERSON.search(question):
+    if _ASKS_NAME.search(question):
         return "name"
     return None
 
 
-def _has_type(text: str, kind: str | None) -> bool:
+def _has_type(text: str, kind: str | None, question: str = "") -> bool:
+    """True if ``text`` holds something of the asked kind that the question itself does not:
+    "Saltreach" answers no question about Saltreach."""
+    if kind is None:
+        return True
+    known = {w.lower() for w in _WORD.findall(question)}
     if kind == "number":
-        return bool(_DIGIT.search(text) or _NUMBER_WORD.search(text))
-    if kind == "name":
-        return bool(_NAME.search(text))
-    return True
+        return any(m.group(0).lower() not in known for m in _NUMBER.finditer(text))
+    words = _WORD.findall(text)
+    start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
+    return any(w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP for w in words[start:])
 
 
 def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_frequency=None,
@@ -146,7 +213,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
              for prefix, sentence in text_units(chunk.text)]
     if len(units) <= settings.sentences:
         return list(enumerate(chunks, start=1))
-    query_words = content_stems(question)
+    query_words = _topic_stems(question)
     weights = _idf(question, query_words, document_frequency)
     total = sum(weights.values()) or 1.0
     vectors = embedder.embed_documents([f"{p}\n{s}" if p else s for _, p, s in units])
@@ -155,7 +222,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
     for i, (_, prefix, sentence) in enumerate(units):
         shared = query_words & content_stems(f"{prefix} {sentence}")
         scores[i] += settings.lexical * sum(weights.get(w, 0.0) for w in shared) / total
-        if not _has_type(sentence, asked):
+        if not _has_type(sentence, asked, question):
             scores[i] -= settings.type_penalty
     chosen = np.argsort(-scores, kind="stable")[: settings.sentences].tolist()  # best first
     best: dict[int, float] = {}
@@ -169,8 +236,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
         lines: list[str] = []
         for i in picked[n]:
             _, prefix, sentence = units[i]
-            if prefix and prefix not in lines:
-                lines.append(prefix)
+            lines.extend(p for p in prefix.splitlines() if p not in lines)
             lines.append(sentence)
         out.append((n, dataclasses.replace(chunks[n - 1], text="\n".join(lines))))
     return out
@@ -179,7 +245,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
 def _idf(question: str, stems: set[str], document_frequency) -> dict[str, float]:
     if document_frequency is None or not stems:
         return {w: 1.0 for w in stems}
-    words = {w for w in _WORD.findall(question.lower()) if w not in _STOP}
+    words = {w for w in _WORD.findall(question.lower()) if w[:5] in stems}
     n_docs, df = document_frequency(sorted(words))
     weights: dict[str, float] = {}
     for word in words:

@@ -36,6 +36,44 @@ def test_units_are_sentences_and_table_rows_with_their_header():
     assert text_units("- first item here\n- second item here") == [("", "first item here"), ("", "second item here")]
 
 
+def test_lines_wrapped_inside_a_paragraph_make_one_sentence():
+    text = ("The first chair was Agnes Moorcroft, a net maker from\nKelderby who had organised the meeting. "
+            "Our first ship,\nthe Heron's Gift, sailed that summer.\n\nA new paragraph starts here.")
+    assert [s for _, s in text_units(text)] == [
+        "The first chair was Agnes Moorcroft, a net maker from Kelderby who had organised the meeting.",
+        "Our first ship, the Heron's Gift, sailed that summer.", "A new paragraph starts here."]
+    assert text_units("- an item that wraps\n  onto a second line\n- another item") == [
+        ("", "an item that wraps onto a second line"), ("", "another item")]
+
+
+def test_headings_and_faq_questions_are_the_context_of_the_sentences_below_them():
+    text = ("## The fleet\n\nMV Kestrel Vane\n\nShe was built in 2019 by Ferrand Marine.\n"
+            "Is there Wi-Fi on board?\nYes: the network is called Saltreach-Onboard.")
+    assert text_units(text) == [("MV Kestrel Vane", "She was built in 2019 by Ferrand Marine."),
+                                ("Is there Wi-Fi on board?", "Yes: the network is called Saltreach-Onboard.")]
+    table = "## Fares\n| Route | Adult |\n|---|---|\n| R1 | €12.40 |"
+    assert text_units(table) == [("## Fares", "| Route | Adult |"), ("## Fares\n| Route | Adult |", "| R1 | €12.40 |")]
+
+
+def test_a_heading_travels_with_its_chosen_sentence(tiny_embedder):
+    c = chunk(11, "MV Kestrel Vane\n\nThe ship is hybrid-electric. She was built in 2019 by Ferrand\nMarine of Solvik.")
+    pairs = focus_chunks("Who built her in 2019?", [c], tiny_embedder,
+                         settings=FocusSettings(sentences=1, lexical=5.0))
+    assert pairs[0][1].text == "MV Kestrel Vane\nShe was built in 2019 by Ferrand Marine of Solvik."
+
+
+def test_the_asked_kind_must_be_something_the_question_does_not_already_say(tiny_embedder):
+    # both sentences hold a name and the word "chair"; only one names someone the question does not
+    c = chunk(12, "The Saltreach Cooperative has a chair. The chair is Tobias Quellan, elected in spring.")
+    pairs = focus_chunks("Who is the chair of the Saltreach Cooperative?", [c], tiny_embedder,
+                         settings=FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0))
+    assert pairs[0][1].text == "The chair is Tobias Quellan, elected in spring."
+    d = chunk(13, "In 2023 the ferries sailed every day. In 2023 they carried 418,600 passengers.")
+    pairs = focus_chunks("How many passengers sailed in 2023?", [d], tiny_embedder,
+                         settings=FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0))
+    assert pairs[0][1].text == "In 2023 they carried 418,600 passengers."
+
+
 def test_content_stems_drop_function_words_and_fold_plurals():
     assert content_stems("How much do I pay for my dogs?") == {"much", "pay", "dogs"}
     assert "dogs" in content_stems("Dogs travel") and "dog" in content_stems("a dog")
