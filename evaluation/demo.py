@@ -203,7 +203,7 @@ def _train_settings(settings: DemoSettings, data: list[str]):
 
 def _train_grounded(ws: Workspace, settings: DemoSettings, items, progress: bool, say: Say) -> None:
     from finetune.grounding import build_grounding_set, write_grounding_set
-    from finetune.training import run_dir_for, train_adapter
+    from finetune.training import run_dir_for
     from retrieval.knowledge_base import KnowledgeBase
 
     with KnowledgeBase.open(ws.kb_path(settings.general_kb)) as kb:
@@ -212,13 +212,13 @@ def _train_grounded(ws: Workspace, settings: DemoSettings, items, progress: bool
                                        seed=settings.seed, exclude=items, progress=progress)
     path = write_grounding_set(examples, run_dir_for(ws, settings.grounded_adapter) / "grounding.jsonl", meta=True)
     say(f"      {len(examples)} grounding examples -> {path}; training LoRA r={settings.rank}")
-    info = train_adapter(ws, settings.grounded_adapter, _train_settings(settings, [str(path)]), progress=progress)
+    info = _train_or_resume(ws, settings.grounded_adapter, _train_settings(settings, [str(path)]), progress, say)
     say(f"      trained in {info.manifest.get('wall_time_s', 0):.0f} s: {info.path}")
 
 
 def _train_demo(ws: Workspace, settings: DemoSettings, items, data: Path, progress: bool, say: Say) -> None:
     from finetune.grounding import build_grounding_set, write_grounding_set
-    from finetune.training import run_dir_for, train_adapter
+    from finetune.training import run_dir_for
     from retrieval.citations import plain_messages
     from retrieval.knowledge_base import KnowledgeBase
 
@@ -244,9 +244,29 @@ def _train_demo(ws: Workspace, settings: DemoSettings, items, data: Path, progre
     style_path.write_text("\n".join(rows * settings.style_repeat) + "\n", encoding="utf-8")
     say(f"      {len(examples)} grounding examples + {len(rows)}x{settings.style_repeat} style examples; "
         f"training LoRA r={settings.rank}")
-    info = train_adapter(ws, settings.demo_adapter, _train_settings(settings, [str(grounding_path), str(style_path)]),
-                         progress=progress)
+    info = _train_or_resume(ws, settings.demo_adapter,
+                            _train_settings(settings, [str(grounding_path), str(style_path)]), progress, say)
     say(f"      trained in {info.manifest.get('wall_time_s', 0):.0f} s: {info.path}")
+
+
+def _train_or_resume(ws: Workspace, name: str, train_settings, progress: bool, say: Say):
+    """``train_adapter``, continuing the run an earlier demo left interrupted (Ctrl-C during make
+    demo) when its data is unchanged, and starting it over when the data differs."""
+    import shutil
+
+    from finetune.errors import TrainError
+    from finetune.training import last_complete_checkpoint, run_dir_for, train_adapter
+
+    checkpoints = run_dir_for(ws, name) / "checkpoints"
+    if last_complete_checkpoint(checkpoints) is not None:
+        try:
+            info = train_adapter(ws, name, train_settings, resume=True, progress=progress)
+            say(f"      resumed the interrupted run from {checkpoints}")
+            return info
+        except TrainError as exc:
+            say(f"      starting over: {exc}")
+            shutil.rmtree(checkpoints)
+    return train_adapter(ws, name, train_settings, progress=progress)
 
 
 def _evaluate(ws: Workspace, settings: DemoSettings, data: Path, progress: bool, generator: str | None):

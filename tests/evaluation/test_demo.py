@@ -86,3 +86,29 @@ def test_incomplete_demo_data_is_a_clear_error(demo_ws, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EvaluationError, match="demo data is incomplete"):
         run_demo(demo_ws, ui=False, progress=False, say=lambda s: None, settings=TINY, data=tmp_path / "empty")
+
+
+def test_a_training_run_an_earlier_demo_left_interrupted_is_resumed_or_started_over(demo_ws, tmp_path):
+    from evaluation.demo import _train_or_resume
+    from finetune.training import TrainSettings, train_adapter
+
+    data = tmp_path / "style.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
+                          {"role": "assistant", "content": f"Good tide! Answer {i}."}]} for i in range(8)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = TrainSettings(data=[str(data)], format="messages", batch_size=4, max_steps=4, eval_steps=2,
+                             val_ratio=0.25, report_examples=0, keep_checkpoints=True)
+    train_adapter(demo_ws, "demo", settings, progress=False)
+    # a kill after the last checkpoint and before the adapter was saved leaves exactly this behind
+    shutil.rmtree(demo_ws.adapters_dir / "demo")
+    said = []
+    info = _train_or_resume(demo_ws, "demo", settings, False, said.append)
+    assert "resumed the interrupted run" in said[-1]
+    assert info.manifest["resumed_from"].startswith("checkpoint-")
+
+    shutil.rmtree(demo_ws.adapters_dir / "demo")
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows[::-1]))  # the demo built other data since
+    said.clear()
+    info = _train_or_resume(demo_ws, "demo", settings, False, said.append)
+    assert said and said[0].strip().startswith("starting over: cannot resume: the data changed")
+    assert info.manifest["resumed_from"] is None and (demo_ws.adapters_dir / "demo").exists()
