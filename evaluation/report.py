@@ -63,9 +63,13 @@ def verdict(pair: str, metric: str, row: dict) -> str:
     test = "McNemar" if row.get("test") == "mcnemar-exact" else "paired bootstrap"
     stats = f"{delta:+.2f}, 95% CI {_ci(ci)} ({test} p={p:.3g}, Holm-corrected, n={row.get('n')})"
     lower_is_better = metric in ("false_abstention_rate",)
+    winner, loser = (b, a) if (delta > 0) != lower_is_better else (a, b)
     if p < ALPHA and delta != 0:
-        winner, loser = (b, a) if (delta > 0) != lower_is_better else (a, b)
         return f"{winner} beats {loser} on {name} by {stats}"
+    if ci[0] is not None and (ci[0] > 0 or ci[1] < 0):
+        # the interval is per comparison, the p-value corrected over all of them: say both
+        return (f"{winner} leads {loser} on {name} by {delta:+.2f}, 95% CI {_ci(ci)} excluding zero, but not "
+                f"significantly after Holm's correction over every pair ({test} p={p:.3g}, n={row.get('n')})")
     return f"no significant difference between {b} and {a} on {name}: {stats}"
 
 

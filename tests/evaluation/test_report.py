@@ -42,6 +42,14 @@ def test_a_non_significant_difference_says_so():
     assert line.startswith("no significant difference between tuned and prompt on correctness")
 
 
+def test_an_interval_excluding_zero_without_a_corrected_significance_says_both():
+    line = verdict("hybrid-vs-rag", "correctness", {"delta": 0.15, "ci95": [0.03, 0.27], "p_value": 0.124,
+                                                    "test": "mcnemar-exact", "n": 66})
+    assert line.startswith("hybrid leads rag on correctness by +0.15, 95% CI [0.03, 0.27] excluding zero, but not "
+                           "significantly after Holm's correction")
+    assert "McNemar p=0.124" in line
+
+
 def test_disagreements_list_only_questions_where_modes_differ():
     rows = disagreements(RECORDS)
     assert [r["id"] for r in rows] == ["q1"]
