@@ -54,21 +54,25 @@ def summary_table(summary: dict) -> str:
 
 
 def verdict(pair: str, metric: str, row: dict) -> str:
-    """One comparison in plain words: "hybrid beats rag on correctness by +0.18, 95% CI [0.09, 0.27] (p=0.003)"."""
+    """One comparison in plain words: "hybrid beats rag on correctness by +0.18, 95% CI [0.09, 0.27] (p=0.003)".
+
+    The difference and its interval are told from the side of the mode named first."""
     b, a = pair.split("-vs-", 1)
     name = WORDS.get(metric, metric)
     if row.get("delta") is None:
         return f"{b} and {a} cannot be compared on {name} (no question scored in both)"
     delta, ci, p = row["delta"], row["ci95"], row["p_value"]
     test = "McNemar" if row.get("test") == "mcnemar-exact" else "paired bootstrap"
-    stats = f"{delta:+.2f}, 95% CI {_ci(ci)} ({test} p={p:.3g}, Holm-corrected, n={row.get('n')})"
     lower_is_better = metric in ("false_abstention_rate",)
-    winner, loser = (b, a) if (delta > 0) != lower_is_better else (a, b)
+    if (delta < 0) != lower_is_better and delta != 0:  # a won: tell it from a's side
+        b, a, delta, ci = a, b, -delta, [None if x is None else -x for x in reversed(ci)]
+    stats = f"{delta:+.2f}, 95% CI {_ci(ci)} ({test} p={p:.3g}, Holm-corrected, n={row.get('n')})"
+    excludes_zero = ci[0] is not None and (ci[0] > 0 or ci[1] < 0)
     if p < ALPHA and delta != 0:
-        return f"{winner} beats {loser} on {name} by {stats}"
-    if ci[0] is not None and (ci[0] > 0 or ci[1] < 0):
+        return f"{b} beats {a} on {name} by {stats}"
+    if excludes_zero:
         # the interval is per comparison, the p-value corrected over all of them: say both
-        return (f"{winner} leads {loser} on {name} by {delta:+.2f}, 95% CI {_ci(ci)} excluding zero, but not "
+        return (f"{b} leads {a} on {name} by {delta:+.2f}, 95% CI {_ci(ci)} excluding zero, but not "
                 f"significantly after Holm's correction over every pair ({test} p={p:.3g}, n={row.get('n')})")
     return f"no significant difference between {b} and {a} on {name}: {stats}"
 

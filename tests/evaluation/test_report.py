@@ -34,7 +34,14 @@ def test_a_significant_gain_reads_as_a_win_with_its_interval():
 
 def test_a_significant_loss_names_the_other_mode_as_winner():
     line = verdict("hybrid-vs-rag", "token_f1", SUMMARY["pairs"]["hybrid-vs-rag"]["metrics"]["token_f1"])
-    assert line.startswith("rag beats hybrid on token F1 by -0.10")
+    assert line.startswith("rag beats hybrid on token F1 by +0.10, 95% CI [0.05, 0.20]")
+
+
+def test_a_lower_error_rate_wins_and_reads_from_the_winners_side():
+    line = verdict("hybrid-vs-rag", "false_abstention_rate", {"delta": -0.2, "ci95": [-0.3, -0.1], "p_value": 0.01,
+                                                              "test": "paired-bootstrap", "n": 40})
+    assert line.startswith("hybrid beats rag on")
+    assert "by -0.20, 95% CI [-0.30, -0.10]" in line
 
 
 def test_a_non_significant_difference_says_so():
