@@ -194,6 +194,7 @@ class LocalBackend(GenerationBackend):
                      f", int{bits} weights" if bits else "", time.perf_counter() - started)
             self._eos = self._stop_token_ids(model)
             self._window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+            self._cache_kw = _cache_keyword(model)
             self.model = model
 
     def _load_tokenizer(self) -> None:
@@ -458,7 +459,8 @@ class LocalBackend(GenerationBackend):
             cache = DynamicCache(config=model.config)
             step_input = torch.tensor([ids], dtype=torch.long)
             for _ in range(max_new):
-                logits = model(input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                logits = model(input_ids=step_input, **{self._cache_kw: cache}, use_cache=True,
+                               logits_to_keep=1).logits
                 token = _pick(logits[0, -1], settings.temperature, settings.top_p, generator)
                 if first_at is None:
                     first_at = time.perf_counter()
@@ -498,6 +500,15 @@ def _from_4bit_gguf(path) -> bool:
         return False
     name = Path(source).name.upper()
     return name.endswith(".GGUF") and re.search(r"(^|[._-])Q4_", name) is not None
+
+
+def _cache_keyword(model) -> str:
+    """The name the model's forward takes its KV cache by: ``cache`` in newer transformers 5 releases
+    (which warn on every call given the old name), ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 def _pick(logits, temperature: float, top_p: float, generator) -> int:

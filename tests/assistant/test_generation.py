@@ -80,3 +80,25 @@ def socket_closed_port():
         yield number
 
     return port()
+
+
+def test_the_decode_loop_gives_the_greedy_tokens_of_plain_generate(workspace, tiny_llama_path):
+    # the KV cache reaches the model under the name its forward takes (a cache it ignored would
+    # give other tokens from the second step on)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from assistant.generation import _cache_keyword
+
+    backend = LocalBackend(workspace, str(tiny_llama_path), dtype="float32", quantize="none")
+    messages = [{"role": "user", "content": "tell me about ferries"}]
+    *_, result = backend.stream(messages, GenerationSettings(max_tokens=12))
+    ids = backend.encode_prompt(messages)
+    backend.close()
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path, dtype=torch.float32)
+    assert _cache_keyword(model) in ("cache", "past_key_values")
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+    expected = [t for t in out[0, len(ids):].tolist() if t not in backend._eos]
+    assert result.tokens == len(expected) and result.tokens > 1
+    assert result.text == backend.tokenizer.decode(expected, skip_special_tokens=True)
