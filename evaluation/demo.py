@@ -270,6 +270,7 @@ def _train_or_resume(ws: Workspace, name: str, train_settings, progress: bool, s
 
 
 def _evaluate(ws: Workspace, settings: DemoSettings, data: Path, progress: bool, generator: str | None):
+    from assistant.records import GenerationSettings
     from evaluation.harness import EvalSettings, run_evaluation
     from finetune.adapters import get_adapter
     from retrieval.knowledge_base import KnowledgeBase
@@ -280,6 +281,8 @@ def _evaluate(ws: Workspace, settings: DemoSettings, data: Path, progress: bool,
         "eval": hashlib.sha256((data / "eval.jsonl").read_bytes()).hexdigest(),
         "adapters": [get_adapter(ws, n).created_at for n in (settings.demo_adapter, settings.grounded_adapter)],
         "kb_generation": kb_state, "settings": asdict(settings), "generator": generator,
+        # config.yaml's generation: section (focus, thresholds) changes every answer
+        "generation": asdict(ws.settings(GenerationSettings, "generation")),
     }
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     out_dir = ws.runs_dir / "demo-eval"

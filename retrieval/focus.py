@@ -5,18 +5,20 @@ place. Extractive compression (as in RECOMP or a sentence-window retriever) hand
 ``n`` best sentences instead, each still inside its chunk's numbered document so that [n]
 citations keep pointing at whole chunks with exact provenance. A sentence is scored by
 
-    cosine(question, sentence)                        (the knowledge base's embedder)
-  + lexical * IDF-weighted share of the question's content words it contains
-  - type_penalty if the question asks for an amount, number, date or person and the sentence has none
+    cosine(question, context + sentence)              (the knowledge base's embedder)
+  + lexical * IDF-weighted share of the question's topic words it contains (with its context)
+  - type_penalty if the question asks for an amount, number, date or name and the sentence holds
+    none that the question does not already say ("Saltreach" answers no question about Saltreach)
 
-Table rows are scored with their header row, which travels with them into the prompt. The
-documents come in the order of their best sentence, and the sentences inside a document best first,
-so the likeliest answer is read first. On the demo eval (55 answerable questions, three chunks
-each) the answer is in the top 1/2/4/6 sentences for 60/67/80/82% of questions; the whole chunks
-hold it for 93%. A model trained on such prompts learns the order: best-first sentences, instead of
-document order, lifted the retrained ``demo`` adapter's hybrid correctness from 0.52 to 0.62 on
-that eval, and RAG-only from 0.41 to 0.45. That trade suits a 135M model, not a 7B one:
-``focus_sentences: 0`` turns focus off.
+A sentence is read whole: lines wrapped inside a paragraph (Markdown and PDF text) are joined
+before sentences are split. Its context is what it needs to be understood alone: the heading above
+it ("MV Kestrel Vane" for "She was built in 2019 by Ferrand Marine"), the FAQ question it answers,
+and for a table row the header row; the context is scored with the sentence and travels with it
+into the prompt. The documents come in the order of their best sentence, and the sentences inside
+a document best first, so the likeliest answer is read first. On the demo eval (55 answerable
+questions, three chunks each) the answer is in the top 1/2/4 sentences for 73/80/91% of questions
+(60/67/80% when wrapped lines were split and headings scored as sentences); the whole chunks hold
+it for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` turns focus off.
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
 get the cosine and lexical terms only.

@@ -66,6 +66,13 @@ def test_demo_builds_trains_evaluates_and_a_second_run_reuses_everything(demo_ws
     assert text.count("present: reused") == 2 and "reused: " in text
     assert "0 added, 0 updated" in text
 
+    # other generation settings in config.yaml are other answers: the evaluation runs again
+    config = yaml.safe_load(demo_ws.config_path.read_text())
+    demo_ws.config_path.write_text(yaml.safe_dump({**config, "generation": {**config["generation"], "focus_sentences": 1}}))
+    third = []
+    run_demo(demo_ws, ui=False, progress=False, say=third.append, settings=TINY, data=small_demo_data)
+    assert "written: " in "\n".join(third) and "present: reused" in "\n".join(third)
+
 
 def test_targets_are_checked_on_the_summary():
     pair = {"delta": 0.2, "ci95": [0.1, 0.3], "p_value": 0.001}

@@ -105,7 +105,7 @@ def test_abstention_share_and_abstentions_have_no_oracle(kb):
 def test_prompt_is_exactly_the_inference_prompt(kb):
     ex = build_grounding_set(kb, 5, k=2, seed=3)[0]
     chunks = kb.get_chunks(ex.context_chunk_ids)
-    focused = kb.focus(ex.question, chunks, GroundingSettings().focus_sentences)  # what the assistant does
+    focused = kb.focus(ex.question, chunks, GroundingSettings().focus_sentences)  # the assistant's focus
     assert ex.messages[:-1] == grounded_messages(ex.question, focused)
 
 
