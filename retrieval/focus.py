@@ -50,7 +50,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 TABLE_RULE = re.compile(r"^[\s|:+-]+$")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_DIGIT = re.compile(r"\d")
 _NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                           r"forty|fifty|hundred|thousand|million|half|quarter)\b", re.I)
 _NUMBER = re.compile(r"\d+|" + _NUMBER_WORD.pattern, re.I)
@@ -238,7 +237,9 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
         lines: list[str] = []
         for i in picked[n]:
             _, prefix, sentence = units[i]
-            lines.extend(p for p in prefix.splitlines() if p not in lines)
+            for line in prefix.splitlines():  # a heading or header row shared by two sentences comes once
+                if line not in lines:
+                    lines.append(line)
             lines.append(sentence)
         out.append((n, dataclasses.replace(chunks[n - 1], text="\n".join(lines))))
     return out
