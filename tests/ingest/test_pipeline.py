@@ -241,6 +241,8 @@ def test_the_real_embedder_finds_a_paraphrase_densely_and_a_code_by_keyword(work
     ingest_paths(kb, [tmp_path], progress=False)
     assert kb.stats()["dimension"] == 384
     hit = kb.search("My child forgot a teddy bear on the ship, how long do you hold on to it?", k=1, mode="dense")[0]
-    assert hit.chunk.source == str(tmp_path / "lost.md") and hit.score > 0.3
+    # above the assistant's no-evidence threshold (min_score 0.25); the score is 0.30 in fp32 and
+    # a little over in bf16, so a tighter bound would fail on one CPU or the other
+    assert hit.chunk.source == str(tmp_path / "lost.md") and hit.score > 0.25
     assert kb.search("CMP-2024-0137", k=1, mode="hybrid")[0].chunk.source == str(tmp_path / "complaints.md")
     assert kb.search("how heavy may a suitcase be", k=1, mode="hybrid")[0].chunk.source == str(tmp_path / "luggage.md")
