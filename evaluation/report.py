@@ -56,7 +56,7 @@ def summary_table(summary: dict) -> str:
 def verdict(pair: str, metric: str, row: dict) -> str:
     """One comparison in plain words: "hybrid beats rag on correctness by +0.18, 95% CI [0.09, 0.27] (p=0.003)".
 
-    The difference and its interval are told from the side of the mode named first."""
+    The difference and its interval are told from the side of the mode that did better."""
     b, a = pair.split("-vs-", 1)
     name = WORDS.get(metric, metric)
     if row.get("delta") is None:
