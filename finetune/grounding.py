@@ -76,8 +76,8 @@ class GroundingSettings:
     retrieval_mode: str = "bm25"  # how distractors are found (the KB's own search; bm25 needs no embedding)
     source_prefix: str | None = None  # only chunks (oracles and distractors) of documents under this path
     answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
-    focus_sentences: int = 4  # prompts carry only the best sentences (0 = whole chunks); more than the
-    # assistant's 2, so the adapter learns to choose among more than it will be shown
+    focus_sentences: int = 2  # prompts carry only the best sentences (0 = whole chunks): as many as the
+    # assistant shows (generation.focus_sentences), so training sees the prompts it will answer
     seed: int = 0
 
     def __post_init__(self):

@@ -8,7 +8,9 @@ citations keep pointing at whole chunks with exact provenance. A sentence is sco
     cosine(question, context + sentence)              (the knowledge base's embedder)
   + lexical * IDF-weighted share of the question's topic words it contains (with its context)
   - type_penalty if the question asks for an amount, number, date or name and the sentence holds
-    none that the question does not already say ("Saltreach" answers no question about Saltreach)
+    none that the question does not already say ("Saltreach" answers no question about Saltreach);
+    half of it if the sentence holds a number of another shape than the one asked for (a date where
+    "how many" asks for a count, a count of rooms where "how long" asks for a period)
 
 A sentence is read whole: lines wrapped inside a paragraph (Markdown and PDF text) are joined
 before sentences are split. Its context is what it needs to be understood alone: the heading above
@@ -16,9 +18,9 @@ it ("MV Kestrel Vane" for "She was built in 2019 by Ferrand Marine"), the FAQ qu
 and for a table row the header row; the context is scored with the sentence and travels with it
 into the prompt. The documents come in the order of their best sentence, and the sentences inside
 a document best first, so the likeliest answer is read first. On the demo eval (55 answerable
-questions, three chunks each) the answer is in the top 1/2/4 sentences for 73/80/91% of questions
-(60/67/80% when wrapped lines were split and headings scored as sentences); the whole chunks hold
-it for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` turns focus off.
+questions, three chunks each) the answer is in the top 1/2/4 sentences for 75/87/91% of questions
+(73/80/91% with one "number" shape, 60/67/80% when wrapped lines were split and headings scored as
+sentences); the whole chunks hold it for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` turns focus off.
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
 get the cosine and lexical terms only.
@@ -53,10 +55,46 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                           r"forty|fifty|hundred|thousand|million|half|quarter)\b", re.I)
 _NUMBER = re.compile(r"\d+|" + _NUMBER_WORD.pattern, re.I)
-_ASKS_AMOUNT = re.compile(r"\bhow much\b|\bcost|\bprice|\bfees?\b|\bcharges?\b|\bbudget\b|\bfare\b", re.I)
-_ASKS_NUMBER = re.compile(r"\bhow (?:many|long|far|often|quickly|soon|old|big|tall|high|fast|heavy|deep|wide)\b|"
-                          r"\bwhat (?:share|percentage|proportion|number|speed|time|date|year)\b|"
-                          r"\b(?:which|what) (?:number|year|date|form|code)\b|\bwhen\b|\bwhat age\b", re.I)
+_QUANTITY = r"(?:\d[\d,]*(?:\.\d+)?|" + _NUMBER_WORD.pattern + r")"
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|march|apr(?:il)?|(?-i:May)|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
+          r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+# The shapes of the answers that numeric questions ask for (the NUM subclasses of Li and Roth's
+# question taxonomy). A number of the wrong shape is a weaker answer than none: "founded on 14 March
+# 1987" does not say how many founded it.
+_SHAPES = {
+    "money": re.compile(r"[€£$¥]\s?\d|\d\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|\bfree\b", re.I),
+    "percent": re.compile(r"\d\s?%|\bper ?cent\b", re.I),
+    "clock": re.compile(r"\b\d{1,2}[:.]\d\d\b|\b\d{1,2}\s?(?:am|pm)\b|\bnoon\b|\bmidnight\b", re.I),
+    "date": re.compile(rf"\b(?:{_DAY}\s+)?{_MONTH}\b(?:\s+{_DAY}\b)?(?:,?\s+(?:1[5-9]|20)\d\d\b)?|\b(?:1[5-9]|20)\d\d\b|\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b|"
+                       r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)days?\b", re.I),
+    "period": re.compile(_QUANTITY + r"[\s-]*(?:working |calendar |full |clear )?(?:seconds?|minutes?|mins?|hours?|"
+                         r"hrs?|days?|nights?|weeks?|months?|years?|decades?)\b", re.I),
+    "measure": re.compile(_QUANTITY + r"\s?(?:metres?|meters?|m|km|kilometres?|miles?|nautical miles?|knots?|kn|"
+                          r"tonnes?|tons?|t|kg|kilos?|kilograms?|grams?|g|feet|foot|ft|inches|cm|mm|litres?|"
+                          r"liters?|l|mph|km/h|kph|degrees?|°[cf]?|passengers|people|seats|cars|vehicles)\b", re.I),
+    # an identifier: a form or route code (DG-3, IC-2, R6), a number of five digits or more, a phone number
+    "code": re.compile(r"\b[A-Za-z]{1,4}-?\d+[A-Za-z]?\b|\b\d{5,}\b|\b\d{3,5}(?: \d{3,4}){1,3}\b"),
+}
+# what each kind of question accepts; "count" is any number that is not a date, time, sum or code
+_ASKED_SHAPES = [
+    (re.compile(r"\bhow much (?:time|longer)\b|\bhow (?:long|soon|quickly|often|early|late|old)\b|"
+                r"\bhow far (?:ahead|in advance|before)\b", re.I), ("period", "clock", "date", "measure")),
+    (re.compile(r"\bhow much\b|\bcost|\bprices?\b|\bfees?\b|\bcharges?\b|\bbudget\b|\bfares?\b|\bpay\b|"
+                r"\bspend\b|\bbalance\b", re.I), ("money",)),
+    (re.compile(r"\bwhat (?:share|percentage|proportion|percent|fraction)\b|\bwhat rate\b", re.I), ("percent",)),
+    (re.compile(r"\b(?:what|which) time\b", re.I), ("clock",)),
+    (re.compile(r"\bwhen\b|\b(?:what|which) (?:date|year|day|month)\b|\bsince when\b", re.I), ("date",)),
+    (re.compile(r"\bhow many\b|\b(?:what|the) number of\b", re.I), ("count",)),
+    (re.compile(r"\bhow (?:far|big|tall|high|fast|heavy|deep|wide|large|long)\b|"
+                r"\bwhat (?:speed|height|length|weight|depth|width|size|distance|capacity)\b|"
+                r"\b(?:top|maximum|minimum|max|min)\b|"
+                r"\b(?:tall|high|long|larg|bigg|heavi|wid|deep|fast|small|short|low|cheap|dear)est\b", re.I),
+     ("measure", "money", "percent")),
+    (re.compile(r"\b(?:which|what) (?:phone |telephone |reference |form |account )?(?:number|form|code|reference)\b",
+                re.I), ("code",)),
+]
+_NOT_COUNT = ("money", "percent", "clock", "date", "code")
 # a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
 # "What is the name of...", "What is it called?"
 _ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose|where|which)\b|\bname\b|\bcalled\b", re.I)
@@ -176,25 +214,41 @@ def _topic_stems(question: str) -> set[str]:
     return {w[:5] for w in _WORD.findall(question.lower()) if w not in _STOP and w not in _QUESTION_WORDS}
 
 
-def _asked_type(question: str) -> str | None:
-    if _ASKS_AMOUNT.search(question) or _ASKS_NUMBER.search(question):
-        return "number"  # an amount is written with digits ("€2.50", "2,50 euros")
+def _asked_type(question: str) -> tuple[str, ...] | str | None:
+    """The answer shapes a numeric question accepts (("period", ...)), "name", or None (any sentence)."""
+    for pattern, shapes in _ASKED_SHAPES:
+        if pattern.search(question):
+            return shapes
     if _ASKS_NAME.search(question):
         return "name"
     return None
 
 
-def _has_type(text: str, kind: str | None, question: str = "") -> bool:
-    """True if ``text`` holds something of the asked kind that the question itself does not:
-    "Saltreach" answers no question about Saltreach."""
+def _type_match(text: str, kind, question: str = "") -> float:
+    """How well ``text`` holds an answer of the asked kind that the question itself does not say:
+    1 (it does, or nothing in particular was asked), 0.5 (a number of another shape: a date where a
+    count was asked) or 0 (no number, no name). "Saltreach" answers no question about Saltreach."""
     if kind is None:
-        return True
+        return 1.0
     known = {w.lower() for w in _WORD.findall(question)}
-    if kind == "number":
-        return any(m.group(0).lower() not in known for m in _NUMBER.finditer(text))
-    words = _WORD.findall(text)
-    start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
-    return any(w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP for w in words[start:])
+
+    def new(found: str) -> bool:
+        return any(w.lower() not in known for w in _NUMBER.findall(found)) or not _NUMBER.search(found)
+
+    if kind == "name":
+        words = _WORD.findall(text)
+        start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
+        return float(any(w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP for w in words[start:]))
+    for shape in kind:
+        if shape == "count":
+            rest = text
+            for other in _NOT_COUNT:
+                rest = _SHAPES[other].sub(" ", rest)
+            if any(new(m.group(0)) for m in _NUMBER.finditer(rest)):
+                return 1.0
+        elif any(new(m.group(0)) for m in _SHAPES[shape].finditer(text)):
+            return 1.0
+    return 0.5 if any(new(m.group(0)) for m in _NUMBER.finditer(text)) else 0.0
 
 
 def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_frequency=None,
@@ -223,8 +277,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
     for i, (_, prefix, sentence) in enumerate(units):
         shared = query_words & content_stems(f"{prefix} {sentence}")
         scores[i] += settings.lexical * sum(weights.get(w, 0.0) for w in shared) / total
-        if not _has_type(sentence, asked, question):
-            scores[i] -= settings.type_penalty
+        scores[i] -= settings.type_penalty * (1.0 - _type_match(sentence, asked, question))
     chosen = np.argsort(-scores, kind="stable")[: settings.sentences].tolist()  # best first
     best: dict[int, float] = {}
     picked: dict[int, list[int]] = {}

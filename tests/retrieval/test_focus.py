@@ -175,3 +175,32 @@ def test_unknown_term_check_accepts_other_forms_of_a_word_in_the_kb(filled_kb):
     assert filled_kb.unknown_terms("What happens each week at the harbour?", [], similarity=1.01) == ["happens"]
     n, df = filled_kb.document_frequencies(["week"])
     assert df == {"week": 0}  # exact counts (focus IDF) are unchanged
+
+
+def test_a_number_of_the_wrong_shape_is_a_weaker_answer_than_the_right_one(tiny_embedder):
+    # each pair: the question, a sentence with a number of another shape, the sentence that answers
+    cases = [
+        ("How many islanders took part in the founding?",
+         "The founding took place on 14 March 1987.", "Some 212 islanders took part in the founding."),
+        ("How long are found items kept?", "Found items are kept in 2 rooms.", "Found items are kept for 90 days."),
+        ("What time does the ferry leave?", "The ferry leaves from berth 4.", "The ferry leaves at 06:40."),
+        ("When did the ferry service open?", "The ferry service opened 3 berths.", "The ferry service opened in May 2021."),
+        ("How much does the ferry ticket cost?", "The ferry ticket is valid for 2 days.", "The ferry ticket costs €9.90."),
+        ("What share of ferries ran on time?", "Ferries ran on time on 310 days.", "Ferries ran on time 94.3% of the time."),
+        ("What is the tallest vehicle the ferry takes?", "The ferry takes vehicles on route R4.",
+         "The ferry takes vehicles up to 4.6 metres."),
+        ("Which number do I text for ferry alerts?", "Ferry alerts come 6 hours ahead; text us.",
+         "Text ALERT to 60772 for ferry alerts."),
+    ]
+    settings = FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0)
+    for question, wrong, right in cases:
+        for text in (f"{wrong} {right}", f"{right} {wrong}"):
+            pairs = focus_chunks(question, [chunk(14, text)], tiny_embedder, settings=settings)
+            assert pairs[0][1].text == right, question
+
+
+def test_a_number_of_the_wrong_shape_still_beats_no_number(tiny_embedder):
+    c = chunk(15, "The islanders founded the cooperative together. They founded it on 14 March 1987.")
+    pairs = focus_chunks("How many islanders founded the cooperative?", [c], tiny_embedder,
+                         settings=FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0))
+    assert pairs[0][1].text == "They founded it on 14 March 1987."
