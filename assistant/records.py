@@ -45,9 +45,10 @@ class GenerationSettings:
     focus_sentences: int = 2
     """Context focus: the prompt carries only this many sentences of the retrieved chunks, the ones
     most likely to answer (retrieval/focus.py), each inside its chunk's numbered document; citations
-    still name whole chunks. It lets the embedded 135M model read the right sentence. Adapters are
-    trained on 4 (``--from-kb``: more to choose from than they will see); on the demo eval the demo
-    adapter answered 38, 44 and 36 of 66 questions given 1, 2 and 4 sentences. 0 = whole chunks,
+    still name whole chunks. It lets the embedded 135M model read the right sentence. ``--from-kb``
+    adapters are trained on prompts with as many (GroundingSettings.focus_sentences); on the demo
+    eval a demo adapter trained on 4 answered 38, 44 and 36 of 66 questions given 1, 2 and 4
+    sentences. 0 = whole chunks,
     better for models of a few billion parameters and up."""
     unknown_terms: float = 0.45
     """Unknown-term check: the assistant answers NO_ANSWER without generating when a content word of
