@@ -10,6 +10,8 @@ weights, fill memory, so 4-bit weights alone save little.
 
 from __future__ import annotations
 
+import warnings
+
 from finetune.errors import TrainError
 from finetune.methods.lora import attach_lora
 
@@ -39,6 +41,9 @@ def prepare_model(base, settings, precision):
 
     model = load_causal_lm(base, precision.compute_dtype, quantization_config=quantization_config(precision),
                            device_map={"": precision.device})
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.use_gradient_checkpointing,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    with warnings.catch_warnings():
+        # peft calls transformers' deprecated gradient_checkpointing_enable: library noise, not the user's
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.use_gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     return attach_lora(model, settings)
