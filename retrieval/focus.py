@@ -20,7 +20,8 @@ into the prompt. The documents come in the order of their best sentence, and the
 a document best first, so the likeliest answer is read first. On the demo eval (55 answerable
 questions, three chunks each) the answer is in the top 1/2/4 sentences for 75/87/91% of questions
 (73/80/91% with one "number" shape, 60/67/80% when wrapped lines were split and headings scored as
-sentences); the whole chunks hold it for 93%. That trade suits a 135M model, not a 7B one: ``focus_sentences: 0`` turns focus off.
+sentences); the whole chunks hold it for 93%. That trade suits a 135M model, not a 7B one:
+``focus_sentences: 0`` turns focus off.
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
 get the cosine and lexical terms only.
@@ -60,13 +61,14 @@ _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|march|apr(?:il)?|(?-i:May)|june?|july?
           r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 # The shapes of the answers that numeric questions ask for (the NUM subclasses of Li and Roth's
-# question taxonomy). A number of the wrong shape is a weaker answer than none: "founded on 14 March
-# 1987" does not say how many founded it.
+# question taxonomy). A number of another shape is a weaker answer than one of the asked shape, and
+# a stronger one than no number at all: "founded on 14 March 1987" does not say how many founded it.
 _SHAPES = {
     "money": re.compile(r"[€£$¥]\s?\d|\d\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|\bfree\b", re.I),
     "percent": re.compile(r"\d\s?%|\bper ?cent\b", re.I),
     "clock": re.compile(r"\b\d{1,2}[:.]\d\d\b|\b\d{1,2}\s?(?:am|pm)\b|\bnoon\b|\bmidnight\b", re.I),
-    "date": re.compile(rf"\b(?:{_DAY}\s+)?{_MONTH}\b(?:\s+{_DAY}\b)?(?:,?\s+(?:1[5-9]|20)\d\d\b)?|\b(?:1[5-9]|20)\d\d\b|\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b|"
+    "date": re.compile(rf"\b(?:{_DAY}\s+)?{_MONTH}\b(?:\s+{_DAY}\b)?(?:,?\s+(?:1[5-9]|20)\d\d\b)?|"
+                       r"\b(?:1[5-9]|20)\d\d\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b|"
                        r"\b(?:mon|tues|wednes|thurs|fri|satur|sun)days?\b", re.I),
     "period": re.compile(_QUANTITY + r"[\s-]*(?:working |calendar |full |clear )?(?:seconds?|minutes?|mins?|hours?|"
                          r"hrs?|days?|nights?|weeks?|months?|years?|decades?)\b", re.I),
