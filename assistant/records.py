@@ -48,8 +48,7 @@ class GenerationSettings:
     still name whole chunks. It lets the embedded 135M model read the right sentence. ``--from-kb``
     adapters are trained on prompts with as many (GroundingSettings.focus_sentences); on the demo
     eval a demo adapter trained on 4 answered 38, 44 and 36 of 66 questions given 1, 2 and 4
-    sentences. 0 = whole chunks,
-    better for models of a few billion parameters and up."""
+    sentences. 0 = whole chunks, better for models of a few billion parameters and up."""
     unknown_terms: float = 0.45
     """Unknown-term check: the assistant answers NO_ANSWER without generating when a content word of
     the question appears in no chunk of the knowledge base and no word of the retrieved chunks comes

@@ -8,7 +8,9 @@ fp32 master weights for the same reason optimizers want them: bf16 updates lose 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,15 @@ import torch
 from finetune.errors import TrainError
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_peft_deprecations():
+    """peft calls transformers' deprecated gradient-checkpointing names (``is_gradient_checkpointing``,
+    ``gradient_checkpointing_enable``): library noise, not the user's, so it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+        yield
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ output head, which is what QLoRA's authors found necessary to match full fine-tu
 
 from __future__ import annotations
 
-import warnings
-
 NAME = "lora"
 DEFAULT_LR = 2e-4
 SAVES_ADAPTER = True
@@ -29,11 +27,10 @@ def attach_lora(model, settings, use_dora: bool = False):
     from peft import get_peft_model
 
     from finetune.errors import TrainError
+    from finetune.methods.loading import quiet_peft_deprecations
 
     try:
-        with warnings.catch_warnings():
-            # peft reads transformers' deprecated is_gradient_checkpointing: library noise, not the user's
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft_deprecations():
             return get_peft_model(model, lora_config(settings, use_dora))
     except ValueError as exc:  # e.g. target modules that are not in the model
         raise TrainError(f"cannot attach adapters: {exc}") from None

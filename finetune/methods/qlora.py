@@ -10,8 +10,6 @@ weights, fill memory, so 4-bit weights alone save little.
 
 from __future__ import annotations
 
-import warnings
-
 from finetune.errors import TrainError
 from finetune.methods.lora import attach_lora
 
@@ -37,13 +35,11 @@ def prepare_model(base, settings, precision):
     """The 4-bit base, prepared for k-bit training, with trainable LoRA adapters."""
     from peft import prepare_model_for_kbit_training
 
-    from finetune.methods.loading import load_causal_lm
+    from finetune.methods.loading import load_causal_lm, quiet_peft_deprecations
 
     model = load_causal_lm(base, precision.compute_dtype, quantization_config=quantization_config(precision),
                            device_map={"": precision.device})
-    with warnings.catch_warnings():
-        # peft calls transformers' deprecated gradient_checkpointing_enable: library noise, not the user's
-        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
+    with quiet_peft_deprecations():
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.use_gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     return attach_lora(model, settings)
