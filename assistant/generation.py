@@ -29,10 +29,11 @@ import time
 import warnings
 from collections import Counter, OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from assistant.copying import NumberGuard, digit_tokens
 from assistant.errors import AssistantError
 from assistant.records import GenerationSettings
 from ragtune import compute
@@ -54,6 +55,8 @@ class GenerationResult:
     finish_reason: str  # stop | length | cancelled
     decode_s: float = 0.0  # seconds from the first generated token to the last
     model: str = ""
+    numbers_steered: int = 0  # steps at which the number guard changed the model's first choice
+    dropped: list = field(default_factory=list)  # citation numbers outside the context, removed (assistant)
 
 
 class GenerationBackend:
@@ -86,8 +89,13 @@ class GenerationBackend:
         raise NotImplementedError
 
     def stream(self, messages: list[dict], settings: GenerationSettings, adapter: str | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str | GenerationResult]:
-        """Text deltas for the reply to ``messages``, then one ``GenerationResult``."""
+               cancel: threading.Event | None = None,
+               numbers: frozenset[str] | None = None) -> Iterator[str | GenerationResult]:
+        """Text deltas for the reply to ``messages``, then one ``GenerationResult``.
+
+        numbers: the digit runs the reply may write (assistant/copying.py), None = any; a backend
+        that cannot constrain decoding ignores it.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -128,6 +136,7 @@ class _Job:
     adapter: str | None
     cancel: threading.Event
     out: queue.Queue
+    numbers: frozenset[str] | None = None
 
 
 class LocalBackend(GenerationBackend):
@@ -173,6 +182,7 @@ class LocalBackend(GenerationBackend):
         self._tok_lock = threading.Lock()  # a fast tokenizer is not safe to call from two threads at once
         self._jobs: set[_Job] = set()  # queued or running, cancelled by ``close``
         self._window: int | None = None
+        self._digit_tokens: dict[int, str] | None = None
 
     # -- loading ------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -282,6 +292,14 @@ class LocalBackend(GenerationBackend):
             config = AutoConfig.from_pretrained(str(self.path))
             self._window = int(getattr(config, "max_position_embeddings", 0) or 2048)
         return self._window
+
+    def digit_tokens(self) -> dict[int, str]:
+        """The tokenizer's tokens that hold a digit (for ``NumberGuard``), found once."""
+        if self._digit_tokens is None:
+            self._load_tokenizer()
+            with self._tok_lock:
+                self._digit_tokens = digit_tokens(self.tokenizer)
+        return self._digit_tokens
 
     def _defuse(self, text: str) -> str:
         for token in self._control_tokens:
@@ -406,9 +424,9 @@ class LocalBackend(GenerationBackend):
             yield model
 
     # -- generation ---------------------------------------------------------------------------
-    def stream(self, messages, settings, adapter=None, cancel=None):
+    def stream(self, messages, settings, adapter=None, cancel=None, numbers=None):
         self.warm_up()
-        job = _Job(messages, settings, adapter, cancel or threading.Event(), queue.Queue())
+        job = _Job(messages, settings, adapter, cancel or threading.Event(), queue.Queue(), numbers)
         self._jobs.add(job)
         compute.submit(self._run, job)
         try:
@@ -452,6 +470,7 @@ class LocalBackend(GenerationBackend):
         generator = None
         if settings.temperature > 0 and settings.seed is not None:
             generator = torch.Generator().manual_seed(settings.seed)
+        guard = NumberGuard(job.numbers, self.digit_tokens()) if job.numbers is not None else None
         out_ids: list[int] = []
         text, emitted, finish = "", 0, "length"
         first_at = None
@@ -461,7 +480,8 @@ class LocalBackend(GenerationBackend):
             for _ in range(max_new):
                 logits = model(input_ids=step_input, **{self._cache_kw: cache}, use_cache=True,
                                logits_to_keep=1).logits
-                token = _pick(logits[0, -1], settings.temperature, settings.top_p, generator)
+                scores = guard.mask(logits[0, -1], text) if guard else logits[0, -1]
+                token = _pick(scores, settings.temperature, settings.top_p, generator)
                 if first_at is None:
                     first_at = time.perf_counter()
                 if token in self._eos:
@@ -485,7 +505,8 @@ class LocalBackend(GenerationBackend):
         if emitted < len(text):  # held back as a possible stop string that never completed
             yield text[emitted:]
         decode_s = time.perf_counter() - first_at if first_at else 0.0
-        yield GenerationResult(text, len(out_ids), len(ids), finish, decode_s, str(self.path))
+        yield GenerationResult(text, len(out_ids), len(ids), finish, decode_s, str(self.path),
+                               guard.masked if guard else 0)
 
     def close(self) -> None:
         for job in list(self._jobs):  # queued jobs end unstarted, a running one at its next token
@@ -602,7 +623,7 @@ class OpenAICompatibleBackend(GenerationBackend):
         if name not in self._get_models() and name not in self._get_models(refresh=True):
             raise AssistantError(f"backend {self.url} does not serve {name!r}; it serves: {', '.join(self._models) or 'nothing'}")
 
-    def stream(self, messages, settings, adapter=None, cancel=None):
+    def stream(self, messages, settings, adapter=None, cancel=None, numbers=None):  # numbers: cannot constrain a server
         import httpx
 
         self.warm_up()
