@@ -20,12 +20,14 @@ import time
 from contextlib import closing
 from typing import Iterator
 
+from assistant.copying import allowed_runs
 from assistant.errors import AssistantError
 from assistant.generation import GenerationBackend, GenerationResult, make_backend
 from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, GenerationSettings
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
 from retrieval.citations import (CITATION_PATTERN, NO_ANSWER, format_context, grounded_messages, is_abstention,
                                  plain_messages, resolve_citations)
+from retrieval.focus import answers_shape, asked_shapes
 from retrieval.records import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 # Tokens kept free besides the answer: chat-template tokens the per-chunk estimate can miss.
 _BUDGET_MARGIN = 16
 _PUNCTUATION = ".,;:!?"
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 class Assistant:
@@ -219,39 +222,89 @@ class Assistant:
             if settings.focus_sentences and documents:
                 documents = self.knowledge_base.focus(query, documents, settings.focus_sentences)
             messages = grounded_messages(question, documents, history)
+            numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
+                       if settings.copy_numbers else None)
         else:
             context = []
             messages = plain_messages(question, history)
+            numbers = None
 
-        filtered = CitationFilter(len(context))
         parts: list[str] = []
         first_token_s = None
-        result: GenerationResult | None = None
-        with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel)) as generated:
+        retried = False
+        run = self._generate(messages, settings, adapter, cancel, numbers, len(context))
+        if (mode in RETRIEVAL_MODES and settings.check_shape and settings.focus_sentences and documents
+                and asked_shapes(question)):
+            # Hold the answer back until a sentence of it holds a number of the asked shape; one that
+            # ends without any is answered again from only the sentences that hold one (when there are others).
+            held: list[str] = []
+            result = None
+            for piece in run:
+                if isinstance(piece, GenerationResult):
+                    result = piece
+                    break
+                held.append(piece)
+                # judged a sentence at a time: the words after a number settle its shape ("14" of
+                # "14 March 1987" is no count)
+                said = "".join(held)
+                ends = [m.end() for m in _SENTENCE_END.finditer(said)]
+                if ends and answers_shape(said[:ends[-1]], question):
+                    break
+            if result is None:  # the shape turned up: stream on
+                first_token_s = time.perf_counter() - started
+                parts.extend(held)
+                yield "".join(held)
+            else:
+                strict = None
+                if not answers_shape("".join(held), question) and result.finish_reason != "cancelled":
+                    strict = self.knowledge_base.focus(query, [h.chunk for h in context], settings.focus_sentences,
+                                                       strict=True)
+                if strict and strict != documents:
+                    log.info("the answer to %r holds no %s: answering again from the sentences that do",
+                             question, " or ".join(asked_shapes(question)))
+                    retried = True
+                    messages = grounded_messages(question, strict, history)
+                    numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
+                               if settings.copy_numbers else None)
+                    run = self._generate(messages, settings, adapter, cancel, numbers, len(context))
+                else:
+                    run = iter([*held, result])
+        for piece in run:
+            if isinstance(piece, GenerationResult):
+                result = piece
+                break
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+            parts.append(piece)
+            yield piece
+        text = "".join(parts)
+        citations, _ = resolve_citations(text, context)
+        yield Answer(text=text, mode=mode, adapter=adapter, citations=citations, context=context,
+                     dropped_citations=result.dropped, abstained=is_abstention(text),
+                     latency_s=time.perf_counter() - started, retrieval_s=retrieval_s, first_token_s=first_token_s,
+                     tokens=result.tokens, prompt_tokens=result.prompt_tokens, finish_reason=result.finish_reason,
+                     query=query, extra={"model": result.model, "decode_s": result.decode_s, "evidence_score": evidence,
+                                         "numbers_steered": result.numbers_steered, "shape_retry": retried})
+
+    def _generate(self, messages: list[dict], settings: GenerationSettings, adapter: str | None, cancel,
+                  numbers: frozenset[str] | None, size: int) -> Iterator[str | GenerationResult]:
+        """The backend's text deltas with citations outside 1..``size`` removed, then its
+        ``GenerationResult`` (``dropped``: the numbers removed)."""
+        filtered = CitationFilter(size)
+        result = None
+        with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel,
+                                         numbers=numbers)) as generated:
             for item in generated:
                 if isinstance(item, GenerationResult):
                     result = item
                     break
                 piece = filtered.feed(item)
                 if piece:
-                    if first_token_s is None:
-                        first_token_s = time.perf_counter() - started
-                    parts.append(piece)
                     yield piece
         tail = filtered.finish()
         if tail:
-            first_token_s = first_token_s if first_token_s is not None else time.perf_counter() - started
-            parts.append(tail)
             yield tail
-        text = "".join(parts)
-        citations, _ = resolve_citations(text, context)
-        yield Answer(text=text, mode=mode, adapter=adapter, citations=citations, context=context,
-                     dropped_citations=filtered.dropped, abstained=is_abstention(text),
-                     latency_s=time.perf_counter() - started, retrieval_s=retrieval_s, first_token_s=first_token_s,
-                     tokens=result.tokens if result else 0, prompt_tokens=result.prompt_tokens if result else 0,
-                     finish_reason=result.finish_reason if result else "cancelled", query=query,
-                     extra={"model": result.model if result else "", "decode_s": result.decode_s if result else 0.0,
-                            "evidence_score": evidence})
+        yield dataclasses.replace(result or GenerationResult("", 0, 0, "cancelled"), dropped=list(filtered.dropped))
 
     def close(self) -> None:
         """Stop the generation worker and close the knowledge base."""

@@ -57,6 +57,17 @@ class GenerationSettings:
     sentence. -1 disables the check. Calibrated with all-MiniLM-L6-v2 on the demo eval: the absent
     words of its answerable questions have a context word at 0.49 or more ("took" to "spent",
     "tallest" to "height"), those of its unanswerable ones at 0.35 to 0.53 (0.45 catches 6 of 9)."""
+    copy_numbers: bool = True
+    """In rag and hybrid, the local backend lets the answer write only digit runs that the documents
+    shown, the question or the conversation hold (assistant/copying.py): a small model can no longer
+    write "€16.40" from a document that says "€14.60" and has no 16. The model still chooses which
+    number to copy. An OpenAI-compatible backend cannot be constrained. False = any number."""
+    check_shape: bool = True
+    """In rag and hybrid, an answer to a numeric question ("how much", "how long", "what time") is held
+    back until a sentence of it holds a number of the asked shape (a sum, a period, a clock time;
+    retrieval/focus.py); one that ends without any is answered again from only the sentences of the
+    retrieved chunks that hold one. Streamed answers to such questions start later (after the first
+    sentence with such a number) and never change once shown. False = stream at once, never answer again."""
     history_turns: int = 1
     """Earlier user turns prepended to a follow-up question to form the retrieval query (0 = none)."""
     seed: int | None = None
@@ -81,6 +92,10 @@ class GenerationSettings:
             raise ValueError(f"focus_sentences must be 0 (whole chunks) or more, got {self.focus_sentences!r}")
         if not isinstance(self.unknown_terms, (int, float)) or math.isnan(self.unknown_terms):
             raise ValueError(f"unknown_terms must be a number (cosine similarity, -1 disables), got {self.unknown_terms!r}")
+        if not isinstance(self.check_shape, bool):
+            raise ValueError(f"check_shape must be true or false, got {self.check_shape!r}")
+        if not isinstance(self.copy_numbers, bool):
+            raise ValueError(f"copy_numbers must be true or false, got {self.copy_numbers!r}")
         if not isinstance(self.history_turns, int) or self.history_turns < 0:
             raise ValueError(f"history_turns must be 0 or more, got {self.history_turns!r}")
         if isinstance(self.stop, str):
@@ -119,8 +134,10 @@ class Answer:
     """The retrieval query (the question, resolved against the history for a follow-up)."""
     extra: dict = field(default_factory=dict, compare=False)
     """model (the generator or remote model id), decode_s (seconds from the first token to the last),
-    evidence_score (the question's cosine similarity to its nearest chunk, which min_score is compared with)
-    and, on a no-evidence answer from the unknown-term check, unknown_terms (the words no document has)."""
+    evidence_score (the question's cosine similarity to its nearest chunk, which min_score is compared with),
+    numbers_steered (decoding steps at which copy_numbers changed the model's choice of digit),
+    shape_retry (check_shape answered again from the sentences of the asked shape) and, on a
+    no-evidence answer from the unknown-term check, unknown_terms (the words no document has)."""
 
     def to_dict(self) -> dict:
         """The JSON shape ``ragtune ask --json`` prints and the server's ``ragtune`` field carries."""
@@ -136,6 +153,8 @@ class Answer:
             "query": self.query,
             "evidence_score": None if self.extra.get("evidence_score") is None else round(self.extra["evidence_score"], 4),
             "unknown_terms": list(self.extra.get("unknown_terms") or []),
+            "numbers_steered": int(self.extra.get("numbers_steered") or 0),
+            "shape_retry": bool(self.extra.get("shape_retry")),
             "latency_s": round(self.latency_s, 4),
             "retrieval_s": round(self.retrieval_s, 4),
             "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),

@@ -213,6 +213,8 @@ def answer_record(item: QAItem, spec: ModeSpec, answer: Any, scores: dict, style
         "context": [h.to_dict() for h in (answer.context or [])],
         "latency_s": getattr(answer, "latency_s", None), "retrieval_s": getattr(answer, "retrieval_s", None),
         "first_token_s": getattr(answer, "first_token_s", None), "tokens": getattr(answer, "tokens", None),
+        "numbers_steered": int((getattr(answer, "extra", None) or {}).get("numbers_steered") or 0),
+        "shape_retry": bool((getattr(answer, "extra", None) or {}).get("shape_retry")),
         "scores": scores,
     }
     if item.style:

@@ -117,6 +117,9 @@ class FocusSettings:
     sentences: int = 4
     lexical: float = 0.6
     type_penalty: float = 0.3
+    strict: bool = False
+    """Only sentences that hold an answer of the asked shape (``answers_shape``); none for a question
+    that asks for no number."""
 
 
 def split_sentences(text: str) -> list[str]:
@@ -253,6 +256,22 @@ def _type_match(text: str, kind, question: str = "") -> float:
     return 0.5 if any(new(m.group(0)) for m in _NUMBER.finditer(text)) else 0.0
 
 
+def asked_shapes(question: str) -> tuple[str, ...] | None:
+    """The answer shapes a numeric question accepts ("how long": period, clock, date, measure), else None."""
+    kind = _asked_type(question)
+    return kind if isinstance(kind, tuple) else None
+
+
+def answers_shape(text: str, question: str) -> bool:
+    """Whether ``text`` (an answer or a sentence, its [n] citations ignored) holds a number of the shape
+    ``question`` asks for that the question does not already say; True for a question that asks for
+    no number. "The crossing takes 2 hours" does not answer "how much does it cost"."""
+    shapes = asked_shapes(question)
+    if shapes == ("date",):  # "when does it leave?": a time of day answers it too
+        shapes = ("date", "clock")
+    return shapes is None or _type_match(re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text), shapes, question) == 1.0
+
+
 def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_frequency=None,
                  settings: FocusSettings = FocusSettings()) -> list[tuple[int, Chunk]]:
     """The ``settings.sentences`` best sentences of ``chunks`` for ``question``, as (n, chunk) pairs.
@@ -268,7 +287,13 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
         return list(enumerate(chunks, start=1))
     units = [(n, prefix, sentence) for n, chunk in enumerate(chunks, start=1)
              for prefix, sentence in text_units(chunk.text)]
-    if len(units) <= settings.sentences:
+    if settings.strict:
+        if asked_shapes(question) is None:
+            return []
+        units = [u for u in units if answers_shape(u[2], question)]
+        if not units:
+            return []
+    elif len(units) <= settings.sentences:
         return list(enumerate(chunks, start=1))
     query_words = _topic_stems(question)
     weights = _idf(question, query_words, document_frequency)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from retrieval.citations import format_context, grounded_user_message, resolve_citations
-from retrieval.focus import FocusSettings, content_stems, focus_chunks, text_units, unknown_terms
+from retrieval.focus import (FocusSettings, answers_shape, asked_shapes, content_stems, focus_chunks, text_units,
+                             unknown_terms)
 from retrieval.records import Chunk
 
 from .conftest import write_docs
@@ -72,6 +75,27 @@ def test_the_asked_kind_must_be_something_the_question_does_not_already_say(tiny
     pairs = focus_chunks("How many passengers sailed in 2023?", [d], tiny_embedder,
                          settings=FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0))
     assert pairs[0][1].text == "In 2023 they carried 418,600 passengers."
+
+
+@pytest.mark.parametrize("question, answer, holds", [
+    ("How many islanders founded it?", "It was founded on 14 March 1987 [1].", False),  # a date, no count
+    ("How many islanders founded it?", "212 islanders put money in [1].", True),
+    ("What share of sailings ran on time?", "97.6% of them [3].", True),
+    ("What share of sailings ran on time?", "We carried 4,912 passengers [3].", False),
+    ("How much is a single ticket?", "The crossing takes 2 hours 15 minutes [1].", False),
+    ("When does the ferry leave?", "At 06:40 [1].", True),  # a time of day answers "when" too
+    ("Who chairs the board?", "Nobody [1].", True),  # not a numeric question: nothing to check
+])
+def test_answers_shape_wants_a_new_number_of_the_asked_shape(question, answer, holds):
+    assert answers_shape(answer, question) is holds
+
+
+def test_strict_focus_keeps_only_sentences_of_the_asked_shape(tiny_embedder):
+    c = chunk(14, "Tickets are sold on board. A single ticket costs €4.50. The crossing takes 40 minutes.")
+    pairs = focus_chunks("How much is a single ticket?", [c], tiny_embedder, settings=FocusSettings(sentences=2, strict=True))
+    assert [p[1].text for p in pairs] == ["A single ticket costs €4.50."]
+    assert focus_chunks("Who sells tickets?", [c], tiny_embedder, settings=FocusSettings(strict=True)) == []
+    assert asked_shapes("Who sells tickets?") is None and asked_shapes("How much is it?") == ("money",)
 
 
 def test_content_stems_drop_function_words_and_fold_plurals():

@@ -1,0 +1,69 @@
+"""The answer-shape check: a numeric question's answer is held back until a sentence of it holds a
+number of the asked shape, and one without any is answered again from the sentences that hold one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from assistant.assistant import Assistant
+from assistant.records import Answer, GenerationSettings
+from retrieval.citations import strip_citations
+
+
+def test_an_answer_that_holds_the_asked_shape_stands(parrot_assistant, parrot_answer):
+    *deltas, answer = list(parrot_assistant.stream("How many sailings leave each weekday?", mode="rag"))
+    assert "".join(deltas) == answer.text == strip_citations(parrot_answer, [9])
+    assert answer.extra["shape_retry"] is False and answer.to_dict()["shape_retry"] is False
+
+
+def test_without_a_sentence_of_the_asked_shape_the_answer_stands(parrot_assistant, parrot_answer, caplog):
+    with caplog.at_level(logging.INFO, logger="assistant.assistant"):
+        answer = parrot_assistant.answer("What share of tickets are sold on board?", mode="rag")  # no percentage
+    assert answer.text == strip_citations(parrot_answer, [9]) and not answer.extra["shape_retry"]
+    assert "answering again" not in caplog.text
+
+
+def test_an_answer_without_the_asked_shape_is_answered_again_from_sentences_that_hold_it(
+        parrot_assistant, parrot_answer, caplog):
+    question = "How much is a single ticket to the harbour?"
+    with caplog.at_level(logging.INFO, logger="assistant.assistant"):
+        *deltas, answer = list(parrot_assistant.stream(question, mode="rag"))
+    assert answer.extra["shape_retry"] is True  # the parrot names no sum: answered again
+    assert "answering again from the sentences that do" in caplog.text
+    assert "".join(deltas) == answer.text == strip_citations(parrot_answer, [9])  # nothing shown twice
+    assert answer.citations and answer.finish_reason == "stop"
+
+
+def test_the_check_is_off_with_check_shape_false_and_for_modes_without_documents(parrot_assistant):
+    off = parrot_assistant.answer("How much is a single ticket to the harbour?", mode="rag", check_shape=False)
+    plain = parrot_assistant.answer("How much is a single ticket to the harbour?", mode="prompt")
+    assert off.extra["shape_retry"] is False and plain.extra["shape_retry"] is False
+
+
+def test_check_shape_must_be_a_boolean():
+    with pytest.raises(ValueError, match="check_shape"):
+        GenerationSettings(check_shape="yes")
+
+
+@pytest.fixture(scope="module")
+def parrot_assistant(tmp_path_factory, tiny_embedder_path, parrot_llama_path):
+    """The parrot on a KB where one sentence holds a sum and the others do not."""
+    from ingest.pipeline import ingest_paths
+    from ragtune.workspace import Workspace
+    from retrieval.knowledge_base import KnowledgeBase
+
+    root = tmp_path_factory.mktemp("shape-parrot")
+    ws = Workspace.open(root / "home")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "ferry.md").write_text(
+        "# Ferry\n\nThe ferry leaves the harbour at seven every weekday morning. It docks at noon. "
+        "A single ticket to the harbour costs €4.50. Tickets are sold on board.", encoding="utf-8")
+    with KnowledgeBase.open(ws.kb_path("default"), embedder=tiny_embedder_path, create=True) as kb:
+        assert not ingest_paths(kb, [docs], progress=False).failed
+    assistant = Assistant(ws, generator=str(parrot_llama_path),
+                          settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0))
+    yield assistant
+    assistant.close()
