@@ -222,18 +222,16 @@ class Assistant:
             if settings.focus_sentences and documents:
                 documents = self.knowledge_base.focus(query, documents, settings.focus_sentences)
             messages = grounded_messages(question, documents, history)
-            numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
-                       if settings.copy_numbers else None)
         else:
             context = []
             messages = plain_messages(question, history)
-            numbers = None
 
         parts: list[str] = []
         first_token_s = None
         retried = False
-        run = self._generate(messages, settings, adapter, cancel, numbers, len(context))
-        if (mode in RETRIEVAL_MODES and settings.check_shape and settings.focus_sentences and documents
+        grounded = mode in RETRIEVAL_MODES
+        run = self._generate(messages, settings, adapter, cancel, grounded, len(context))
+        if (grounded and settings.check_shape and settings.focus_sentences and documents
                 and asked_shapes(question)):
             # Hold the answer back until a sentence of it holds a number of the asked shape; one that
             # ends without any is answered again from only the sentences that hold one (when there are others).
@@ -264,9 +262,7 @@ class Assistant:
                              question, " or ".join(asked_shapes(question)))
                     retried = True
                     messages = grounded_messages(question, strict, history)
-                    numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
-                               if settings.copy_numbers else None)
-                    run = self._generate(messages, settings, adapter, cancel, numbers, len(context))
+                    run = self._generate(messages, settings, adapter, cancel, grounded, len(context))
                 else:
                     run = iter([*held, result])
         for piece in run:
@@ -287,9 +283,12 @@ class Assistant:
                                          "numbers_steered": result.numbers_steered, "shape_retry": retried})
 
     def _generate(self, messages: list[dict], settings: GenerationSettings, adapter: str | None, cancel,
-                  numbers: frozenset[str] | None, size: int) -> Iterator[str | GenerationResult]:
+                  grounded: bool, size: int) -> Iterator[str | GenerationResult]:
         """The backend's text deltas with citations outside 1..``size`` removed, then its
-        ``GenerationResult`` (``dropped``: the numbers removed)."""
+        ``GenerationResult`` (``dropped``: the numbers removed). A ``grounded`` answer (from documents)
+        writes only the digit runs of its messages when ``settings.copy_numbers``."""
+        numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
+                   if grounded and settings.copy_numbers else None)
         filtered = CitationFilter(size)
         result = None
         with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel,
