@@ -26,7 +26,7 @@ from assistant.generation import GenerationBackend, GenerationResult, make_backe
 from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, GenerationSettings
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
 from retrieval.citations import (CITATION_PATTERN, NO_ANSWER, format_context, grounded_messages, is_abstention,
-                                 plain_messages, resolve_citations)
+                                 numbered, plain_messages, resolve_citations)
 from retrieval.focus import answers_shape, asked_shapes
 from retrieval.records import Chunk, Hit
 
@@ -237,6 +237,7 @@ class Assistant:
             # ends without any is answered again from only the sentences that hold one (when there are others).
             held: list[str] = []
             result = None
+            shown = "\n".join(chunk.text for _, chunk in numbered(documents))
             for piece in run:
                 if isinstance(piece, GenerationResult):
                     result = piece
@@ -246,7 +247,7 @@ class Assistant:
                 # "14 March 1987" is no count)
                 said = "".join(held)
                 ends = [m.end() for m in _SENTENCE_END.finditer(said)]
-                if ends and answers_shape(said[:ends[-1]], question):
+                if ends and answers_shape(said[:ends[-1]], question, shown):
                     break
             if result is None:  # the shape turned up: stream on
                 first_token_s = time.perf_counter() - started
@@ -254,10 +255,9 @@ class Assistant:
                 yield "".join(held)
             else:
                 strict = None
-                if not answers_shape("".join(held), question) and result.finish_reason != "cancelled":
-                    strict = self.knowledge_base.focus(query, [h.chunk for h in context], settings.focus_sentences,
-                                                       strict=True)
-                if strict and strict != documents:
+                if not answers_shape("".join(held), question, shown) and result.finish_reason != "cancelled":
+                    strict, context = self._shaped_sentences(query, context, documents, settings)
+                if strict:
                     log.info("the answer to %r holds no %s: answering again from the sentences that do",
                              question, " or ".join(asked_shapes(question)))
                     retried = True
@@ -281,6 +281,33 @@ class Assistant:
                      tokens=result.tokens, prompt_tokens=result.prompt_tokens, finish_reason=result.finish_reason,
                      query=query, extra={"model": result.model, "decode_s": result.decode_s, "evidence_score": evidence,
                                          "numbers_steered": result.numbers_steered, "shape_retry": retried})
+
+    def _shaped_sentences(self, query: str, context: list[Hit], documents,
+                          settings: GenerationSettings) -> tuple[list[tuple[int, Chunk]] | None, list[Hit]]:
+        """The sentences of the retrieved chunks that hold an answer of the asked shape, when they are
+        not the ones shown (else None), and the context their [n] refer to. Where the shown chunks
+        hold no other, the search looks three times as deep inside the documents they come from
+        ("Capacity: 260 passengers" can rank below three chunks of the same announcement), and the
+        chunks it adds join the context after those shown. Other documents are not searched: their
+        numbers are about something else as often as not ("She carries 140 passengers" is another ship).
+        Failing that, the best of the sentences shown is shown alone."""
+        chunks = [h.chunk for h in context]
+        strict = self.knowledge_base.focus(query, chunks, settings.focus_sentences, strict=True)
+        if strict and strict != documents:
+            return strict, context
+        seen = {c.chunk_id for c in chunks}
+        sources = {c.source for c in chunks}
+        deeper = [h for h in self.knowledge_base.search(query, k=3 * settings.k, mode=settings.search_mode)
+                  if h.chunk.chunk_id not in seen and h.chunk.source in sources]
+        if not deeper:
+            return None, context
+        wider = context + [dataclasses.replace(h, rank=len(context) + i) for i, h in enumerate(deeper, start=1)]
+        strict = self.knowledge_base.focus(query, [h.chunk for h in wider], settings.focus_sentences, strict=True)
+        if strict and strict != documents and any(n > len(context) for n, _ in strict):
+            return strict, wider
+        # the same sentences again would get the same answer: the best one alone reads more plainly
+        best = self.knowledge_base.focus(query, chunks, 1, strict=True)
+        return (best, context) if best and best != documents else (None, context)
 
     def _generate(self, messages: list[dict], settings: GenerationSettings, adapter: str | None, cancel,
                   grounded: bool, size: int) -> Iterator[str | GenerationResult]:

@@ -64,8 +64,11 @@ _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 # question taxonomy). A number of another shape is a weaker answer than one of the asked shape, and
 # a stronger one than no number at all: "founded on 14 March 1987" does not say how many founded it.
 _SHAPES = {
-    "money": re.compile(r"[€£$¥]\s?\d|\d\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|\bfree\b", re.I),
-    "percent": re.compile(r"\d\s?%|\bper ?cent\b", re.I),
+    # whole amounts: "€95" is money to its last digit, so no "5" is left over to count as a count
+    "money": re.compile(r"[€£$¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|bn|m|k)\b)?|"
+                       r"\d[\d,]*(?:\.\d+)?\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|\bfree\b",
+                       re.I),
+    "percent": re.compile(r"\d[\d,]*(?:\.\d+)?\s?%|\d[\d,]*(?:\.\d+)?\s?per ?cent\b|\bper ?cent\b", re.I),
     "clock": re.compile(r"\b\d{1,2}[:.]\d\d\b|\b\d{1,2}\s?(?:am|pm)\b|\bnoon\b|\bmidnight\b", re.I),
     "date": re.compile(rf"\b(?:{_DAY}\s+)?{_MONTH}\b(?:\s+{_DAY}\b)?(?:,?\s+(?:1[5-9]|20)\d\d\b)?|"
                        r"\b(?:1[5-9]|20)\d\d\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b|"
@@ -86,7 +89,9 @@ _ASKED_SHAPES = [
                 r"\bspend\b|\bbalance\b", re.I), ("money",)),
     (re.compile(r"\bwhat (?:share|percentage|proportion|percent|fraction)\b|\bwhat rate\b", re.I), ("percent",)),
     (re.compile(r"\b(?:what|which) time\b", re.I), ("clock",)),
-    (re.compile(r"\bwhen\b|\b(?:what|which) (?:date|year|day|month)\b|\bsince when\b", re.I), ("date",)),
+    # "when" asks for a date where it opens the question, not in "where is it measured when deciding"
+    (re.compile(r"^\W*(?:and |so |since |until |till )?when\b|\b(?:what|which) (?:date|year|day|month)\b", re.I),
+     ("date",)),
     (re.compile(r"\bhow many\b|\b(?:what|the) number of\b", re.I), ("count",)),
     (re.compile(r"\bhow (?:far|big|tall|high|fast|heavy|deep|wide|large|long)\b|"
                 r"\bwhat (?:speed|height|length|weight|depth|width|size|distance|capacity)\b|"
@@ -97,6 +102,10 @@ _ASKED_SHAPES = [
                 re.I), ("code",)),
 ]
 _NOT_COUNT = ("money", "percent", "clock", "date", "code")
+# "How many passengers...": a count answers it when it counts passengers ("licensed for 312
+# passengers", "Passengers carried 418,600"), not when it counts cars ("up to 38 cars")
+_COUNTED = re.compile(r"\bhow many\s+([^\W\d_]+)", re.I)
+_COUNT_WINDOW = 3  # words between a number and the noun it counts
 # a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
 # "What is the name of...", "What is it called?"
 _ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose|where|which)\b|\bname\b|\bcalled\b", re.I)
@@ -262,14 +271,70 @@ def asked_shapes(question: str) -> tuple[str, ...] | None:
     return kind if isinstance(kind, tuple) else None
 
 
-def answers_shape(text: str, question: str) -> bool:
+def counted_noun(question: str) -> str | None:
+    """The stem of what a "how many" question counts ("passe" for "How many passengers can she
+    carry?"), or None ("how many of them", "how many people": no noun a document would repeat)."""
+    match = _COUNTED.search(question)
+    if not match:
+        return None
+    word = match.group(1).lower()
+    return None if word in _STOP or word in _QUESTION_WORDS or len(word) < 3 else word[:5]
+
+
+def _count_words(text: str) -> list[str]:
+    """The words of ``text`` with its sums, percentages, times, dates and codes blanked out."""
+    for other in _NOT_COUNT:
+        text = _SHAPES[other].sub(" ", text)
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def counted_numbers(text: str, question: str) -> set[str]:
+    """The numbers of ``text`` (digit runs and number words) within three words of the noun that a
+    "how many" ``question`` counts and that the question does not already say; empty for a
+    question that counts no noun."""
+    stem = counted_noun(question)
+    if stem is None:
+        return set()
+    known = {w.lower() for w in _WORD.findall(question)}
+    words = _count_words(text)
+    found = set()
+    for i, word in enumerate(words):
+        if word not in known and _NUMBER.fullmatch(word):
+            near = words[max(0, i - _COUNT_WINDOW):i] + words[i + 1:i + 1 + _COUNT_WINDOW]
+            if any(w.startswith(stem) for w in near):
+                found.add(word)
+    return found
+
+
+def answers_shape(text: str, question: str, evidence: str = "") -> bool:
     """Whether ``text`` (an answer or a sentence, its [n] citations ignored) holds a number of the shape
     ``question`` asks for that the question does not already say; True for a question that asks for
-    no number. "The crossing takes 2 hours" does not answer "how much does it cost"."""
+    no number. "The crossing takes 2 hours" does not answer "how much does it cost".
+
+    A "how many NOUN" question wants a number that counts the noun: one next to it in ``text``, or
+    one that ``evidence`` (the documents shown, or a sentence's heading and itself) puts next to it:
+    "312" answers "how many passengers" where a document says "licensed for 312 passengers"."""
     shapes = asked_shapes(question)
+    if shapes is None:
+        return True
+    text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
+    if shapes == ("count",) and counted_noun(question):
+        if counted_numbers(text, question):
+            return True
+        return bool(evidence) and bool(set(_count_words(text)) & counted_numbers(evidence, question))
     if shapes == ("date",):  # "when does it leave?": a time of day answers it too
         shapes = ("date", "clock")
-    return shapes is None or _type_match(re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text), shapes, question) == 1.0
+    return _type_match(text, shapes, question) == 1.0
+
+
+def _holds_shape(prefix: str, sentence: str, question: str) -> bool:
+    """Whether a sentence, read with its heading or table header, answers the asked shape: a row
+    under a header that names the counted noun ("| Ship | Passengers |") counts it with any count."""
+    if answers_shape(sentence, question, evidence=f"{prefix}\n{sentence}"):
+        return True
+    stem = counted_noun(question)
+    return bool(stem and "|" in prefix and any(w.startswith(stem) for w in _count_words(prefix))
+                and _type_match(sentence, ("count",), question) == 1.0)
 
 
 def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_frequency=None,
@@ -290,7 +355,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
     if settings.strict:
         if asked_shapes(question) is None:
             return []
-        units = [u for u in units if answers_shape(u[2], question)]
+        units = [u for u in units if _holds_shape(u[1], u[2], question)]
         if not units:
             return []
     elif len(units) <= settings.sentences:

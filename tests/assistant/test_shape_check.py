@@ -67,3 +67,36 @@ def parrot_assistant(tmp_path_factory, tiny_embedder_path, parrot_llama_path):
                           settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0))
     yield assistant
     assistant.close()
+
+
+def test_with_no_other_sentence_of_the_shape_shown_the_search_looks_deeper_in_the_same_documents(
+        tmp_path, tiny_embedder_path, parrot_llama_path):
+    """The chunk shown holds no sum; another chunk of its document does, and so does another
+    document. The answer is asked again with the first added to the context, never the second."""
+    from ingest.pipeline import ingest_paths
+    from ragtune.workspace import Workspace
+    from retrieval.knowledge_base import KnowledgeBase
+
+    ws = Workspace.open(tmp_path / "home")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ferry.md").write_text(
+        "# Ferry\n\n## Timetable\n\nThe weekday morning ferry leaves the harbour at seven. It docks at noon.\n\n"
+        "## Tickets\n\nA single ticket costs €4.50.", encoding="utf-8")
+    (docs / "cafe.md").write_text("# Cafe\n\nA single coffee costs €2.00.", encoding="utf-8")
+    with KnowledgeBase.open(ws.kb_path("default"), embedder=tiny_embedder_path, create=True) as kb:
+        assert not ingest_paths(kb, [docs], progress=False).failed
+        assert len(kb.search("ferry", k=10)) == 3  # one chunk a section
+    assistant = Assistant(ws, generator=str(parrot_llama_path),
+                          settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0, k=1))
+    try:
+        question = "How much is the weekday morning ferry from the harbour?"
+        first = assistant.retrieve(question, k=1)[0].chunk
+        assert first.heading.endswith("Timetable")  # the search's best chunk names no sum
+        answer = assistant.answer(question, mode="rag")
+    finally:
+        assistant.close()
+    assert answer.extra["shape_retry"] is True
+    assert [h.chunk.heading.split(" > ")[-1] for h in answer.context] == ["Timetable", "Tickets"]
+    assert [h.rank for h in answer.context] == [1, 2]
+    assert all(h.chunk.source.endswith("ferry.md") for h in answer.context)

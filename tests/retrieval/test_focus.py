@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from retrieval.citations import format_context, grounded_user_message, resolve_citations
-from retrieval.focus import (FocusSettings, answers_shape, asked_shapes, content_stems, focus_chunks, text_units,
-                             unknown_terms)
+from retrieval.focus import (FocusSettings, answers_shape, asked_shapes, content_stems, counted_noun, counted_numbers,
+                             focus_chunks, text_units, unknown_terms)
 from retrieval.records import Chunk
 
 from .conftest import write_docs
@@ -85,9 +85,42 @@ def test_the_asked_kind_must_be_something_the_question_does_not_already_say(tiny
     ("How much is a single ticket?", "The crossing takes 2 hours 15 minutes [1].", False),
     ("When does the ferry leave?", "At 06:40 [1].", True),  # a time of day answers "when" too
     ("Who chairs the board?", "Nobody [1].", True),  # not a numeric question: nothing to check
+    ("How many passengers can she carry?", "She carries up to 38 cars [1].", False),  # counts cars
+    ("How many passengers can she carry?", "She is licensed for 312 passengers [1].", True),
+    ("How many passengers were carried?", "Passengers carried 418,600 in 2023 [1].", True),
+    ("How many nights must you stay?", "You can claim up to €95 per room [2].", False),  # all of €95 is a sum
+    ("How many members are there?", "The budget is €12.9 million [1].", False),  # "million" belongs to the sum
+    ("What share of sailings ran on time?", "Punctuality rose to 94.3 per cent [1].", True),
 ])
 def test_answers_shape_wants_a_new_number_of_the_asked_shape(question, answer, holds):
     assert answers_shape(answer, question) is holds
+
+
+def test_a_count_counts_the_asked_noun_in_the_answer_or_in_the_documents_shown():
+    question = "How many passengers can the MV Corrie Dawn carry?"
+    shown = "She is licensed for 312 passengers and carries up to 38 cars."
+    assert counted_noun(question) == "passe" and counted_numbers(shown, question) == {"312"}
+    assert answers_shape("She carries 312 [1].", question, evidence=shown)
+    assert not answers_shape("She carries 38 [1].", question, evidence=shown)
+    assert not answers_shape("She carries 312 [1].", question)  # nothing says what 312 counts
+    assert counted_noun("How many people work there?") is None  # "people": no noun a document repeats
+    assert answers_shape("About 140 staff [1].", "How many people work there?")
+
+
+def test_when_asks_for_a_date_only_where_it_opens_the_question():
+    assert asked_shapes("When does the ferry leave?") == ("date",)
+    assert asked_shapes("Where is the wave height measured when deciding whether to sail?") is None
+
+
+def test_strict_focus_keeps_only_sentences_that_count_the_asked_noun(tiny_embedder):
+    prose = chunk(15, "The Corrie Dawn carries up to 38 cars. She is licensed for 312 passengers.")
+    table = chunk(16, "| Ship | Passengers | Cars |\n|---|---|---|\n| Kestrel Vane | 220 | 24 |")
+    question = "How many passengers can the ships carry?"
+    pairs = focus_chunks(question, [prose, table], tiny_embedder, settings=FocusSettings(sentences=4, strict=True))
+    texts = [p[1].text for p in pairs]
+    assert "She is licensed for 312 passengers." in texts[0] + texts[1]
+    assert not any("38 cars" in t for t in texts)
+    assert any("| Kestrel Vane | 220 | 24 |" in t for t in texts)  # its header names the passengers
 
 
 def test_strict_focus_keeps_only_sentences_of_the_asked_shape(tiny_embedder):
