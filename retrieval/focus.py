@@ -409,6 +409,9 @@ def unknown_terms(question: str, chunks: Sequence[Chunk], embedder, document_fre
     ``document_frequency(words) -> (n_chunks, {word: df})`` counts the knowledge base's chunks that
     hold each word; ``embedder`` compares each absent word with the words of ``chunks``. An empty
     list means every word of the question is known. Numbers and words under three letters are skipped.
+    The noun a "how many" question counts is unknown when absent from the KB and ``chunks``, however
+    close a word of them is: "sailing" is close to "lifeboats", but a number of sailings is no count
+    of lifeboats.
     """
     words = [w for w in dict.fromkeys(_WORD.findall(question.lower()))
              if len(w) >= 3 and not w.isdigit() and w not in _STOP and w not in _QUESTION_WORDS]
@@ -424,4 +427,6 @@ def unknown_terms(question: str, chunks: Sequence[Chunk], embedder, document_fre
         return absent
     closeness = (np.asarray(embedder.embed_documents(absent), dtype=np.float32)
                  @ np.asarray(embedder.embed_documents(context), dtype=np.float32).T).max(axis=1)
-    return [w for w, best in zip(absent, closeness) if best < similarity]
+    stem = counted_noun(question)
+    counted = stem is not None and not any(c.startswith(stem) for c in context)
+    return [w for w, best in zip(absent, closeness) if best < similarity or (counted and w.startswith(stem))]
