@@ -102,6 +102,17 @@ _ASKED_SHAPES = [
                 re.I), ("code",)),
 ]
 _NOT_COUNT = ("money", "percent", "clock", "date", "code")
+# "What is the tallest vehicle...": a measure of the dimension asked for ("4.6 metres"), not any
+# measure ("7.5 tonnes")
+_LENGTH = r"(?:metres?|meters?|m|km|kilometres?|miles?|nautical miles?|feet|foot|ft|inches|cm|mm)"
+_DIMENSIONS = [
+    (re.compile(r"\b(?:tall|high|long|wide|deep|far)(?:er|est)?\b|"
+                r"\b(?:height|length|width|depth|distance|headroom)\b", re.I),
+     re.compile(_QUANTITY + r"\s?" + _LENGTH + r"\b", re.I)),
+    (re.compile(r"\bheav(?:y|ier|iest)\b|\bweigh", re.I),
+     re.compile(_QUANTITY + r"\s?(?:tonnes?|tons?|t|kg|kilos?|kilograms?|grams?|g)\b", re.I)),
+    (re.compile(r"\bfast(?:er|est)?\b|\bspeeds?\b", re.I), re.compile(_QUANTITY + r"\s?(?:knots?|kn|mph|km/h|kph)\b", re.I)),
+]
 # "How many passengers...": a count answers it when it counts passengers ("licensed for 312
 # passengers", "Passengers carried 418,600"), not when it counts cars ("up to 38 cars")
 _COUNTED = re.compile(r"\bhow many\s+([^\W\d_]+)", re.I)
@@ -313,7 +324,8 @@ def answers_shape(text: str, question: str, evidence: str = "") -> bool:
 
     A "how many NOUN" question wants a number that counts the noun: one next to it in ``text``, or
     one that ``evidence`` (the documents shown, or a sentence's heading and itself) puts next to it:
-    "312" answers "how many passengers" where a document says "licensed for 312 passengers"."""
+    "312" answers "how many passengers" where a document says "licensed for 312 passengers". A
+    question that names a dimension wants a measure in its units: "7.5 tonnes" is no height."""
     shapes = asked_shapes(question)
     if shapes is None:
         return True
@@ -322,6 +334,12 @@ def answers_shape(text: str, question: str, evidence: str = "") -> bool:
         if counted_numbers(text, question):
             return True
         return bool(evidence) and bool(set(_count_words(text)) & counted_numbers(evidence, question))
+    if "measure" in shapes and "period" not in shapes:
+        for asks, measure in _DIMENSIONS:
+            if asks.search(question):
+                known = {w.lower() for w in _WORD.findall(question)}
+                return any(any(w.lower() not in known for w in _NUMBER.findall(m.group(0)))
+                           for m in measure.finditer(text))
     if shapes == ("date",):  # "when does it leave?": a time of day answers it too
         shapes = ("date", "clock")
     return _type_match(text, shapes, question) == 1.0

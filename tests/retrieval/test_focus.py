@@ -91,6 +91,10 @@ def test_the_asked_kind_must_be_something_the_question_does_not_already_say(tiny
     ("How many nights must you stay?", "You can claim up to €95 per room [2].", False),  # all of €95 is a sum
     ("How many members are there?", "The budget is €12.9 million [1].", False),  # "million" belongs to the sum
     ("What share of sailings ran on time?", "Punctuality rose to 94.3 per cent [1].", True),
+    ("What is the tallest vehicle it accepts?", "Every vehicle over 7.5 tonnes is weighed [1].", False),  # no height
+    ("What is the tallest vehicle it accepts?", "Maximum vehicle height: 4.6 metres [1].", True),
+    ("What is the top speed of Skimmer Two?", "A top speed of 28 knots [1].", True),
+    ("What is the largest balance a card can hold?", "Up to €250 [1].", True),  # no dimension: any amount
 ])
 def test_answers_shape_wants_a_new_number_of_the_asked_shape(question, answer, holds):
     assert answers_shape(answer, question) is holds
