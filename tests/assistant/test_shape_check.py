@@ -47,24 +47,30 @@ def test_check_shape_must_be_a_boolean():
         GenerationSettings(check_shape="yes")
 
 
-@pytest.fixture(scope="module")
-def parrot_assistant(tmp_path_factory, tiny_embedder_path, parrot_llama_path):
-    """The parrot on a KB where one sentence holds a sum and the others do not."""
+def _parrot_on(root, docs: dict[str, str], embedder_path, parrot_path, **settings) -> Assistant:
+    """The parrot over a fresh workspace whose 'default' KB holds ``docs`` ({file name: text})."""
     from ingest.pipeline import ingest_paths
     from ragtune.workspace import Workspace
     from retrieval.knowledge_base import KnowledgeBase
 
-    root = tmp_path_factory.mktemp("shape-parrot")
     ws = Workspace.open(root / "home")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "ferry.md").write_text(
+    folder = root / "docs"
+    folder.mkdir()
+    for name, text in docs.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    with KnowledgeBase.open(ws.kb_path("default"), embedder=embedder_path, create=True) as kb:
+        assert not ingest_paths(kb, [folder], progress=False).failed
+    return Assistant(ws, generator=str(parrot_path),
+                     settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0, **settings))
+
+
+@pytest.fixture(scope="module")
+def parrot_assistant(tmp_path_factory, tiny_embedder_path, parrot_llama_path):
+    """The parrot on a KB where one sentence holds a sum and the others do not."""
+    assistant = _parrot_on(tmp_path_factory.mktemp("shape-parrot"), {"ferry.md": (
         "# Ferry\n\nThe ferry leaves the harbour at seven every weekday morning. It docks at noon. "
-        "A single ticket to the harbour costs €4.50. Tickets are sold on board.", encoding="utf-8")
-    with KnowledgeBase.open(ws.kb_path("default"), embedder=tiny_embedder_path, create=True) as kb:
-        assert not ingest_paths(kb, [docs], progress=False).failed
-    assistant = Assistant(ws, generator=str(parrot_llama_path),
-                          settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0))
+        "A single ticket to the harbour costs €4.50. Tickets are sold on board.")},
+        tiny_embedder_path, parrot_llama_path)
     yield assistant
     assistant.close()
 
@@ -73,22 +79,11 @@ def test_with_no_other_sentence_of_the_shape_shown_the_search_looks_deeper_in_th
         tmp_path, tiny_embedder_path, parrot_llama_path):
     """The chunk shown holds no sum; another chunk of its document does, and so does another
     document. The answer is asked again with the first added to the context, never the second."""
-    from ingest.pipeline import ingest_paths
-    from ragtune.workspace import Workspace
-    from retrieval.knowledge_base import KnowledgeBase
-
-    ws = Workspace.open(tmp_path / "home")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "ferry.md").write_text(
-        "# Ferry\n\n## Timetable\n\nThe weekday morning ferry leaves the harbour at seven. It docks at noon.\n\n"
-        "## Tickets\n\nA single ticket costs €4.50.", encoding="utf-8")
-    (docs / "cafe.md").write_text("# Cafe\n\nA single coffee costs €2.00.", encoding="utf-8")
-    with KnowledgeBase.open(ws.kb_path("default"), embedder=tiny_embedder_path, create=True) as kb:
-        assert not ingest_paths(kb, [docs], progress=False).failed
-        assert len(kb.search("ferry", k=10)) == 3  # one chunk a section
-    assistant = Assistant(ws, generator=str(parrot_llama_path),
-                          settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0, k=1))
+    assistant = _parrot_on(tmp_path, {
+        "ferry.md": "# Ferry\n\n## Timetable\n\nThe weekday morning ferry leaves the harbour at seven. "
+                    "It docks at noon.\n\n## Tickets\n\nA single ticket costs €4.50.",
+        "cafe.md": "# Cafe\n\nA single coffee costs €2.00."}, tiny_embedder_path, parrot_llama_path, k=1)
+    assert len(assistant.knowledge_base.search("ferry", k=10)) == 3  # one chunk a section
     try:
         question = "How much is the weekday morning ferry from the harbour?"
         first = assistant.retrieve(question, k=1)[0].chunk
