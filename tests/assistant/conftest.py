@@ -59,13 +59,14 @@ def parrot_llama_path(tmp_path_factory, smollm_tokenizer_path) -> Path:
     return out
 
 
-def fill_docs_kb(ws, embedder_path: str, folder: Path):
-    """Write DOCS into ``folder`` and ingest them into ``ws``'s 'default' KB with the real pipeline."""
+def fill_docs_kb(ws, embedder_path: str, folder: Path, docs: dict[str, str] = DOCS):
+    """Write ``docs`` ({file name: text}) into ``folder`` and ingest them into ``ws``'s 'default' KB
+    with the real pipeline; returns the open KB."""
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
+    for name, text in docs.items():
         (folder / name).write_text(text, encoding="utf-8")
     kb = KnowledgeBase.open(ws.kb_path("default"), embedder=embedder_path, create=True)
     report = ingest_paths(kb, [folder], progress=False)

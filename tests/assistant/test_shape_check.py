@@ -9,6 +9,7 @@ import pytest
 
 from assistant.assistant import Assistant
 from assistant.records import Answer, GenerationSettings
+from tests.assistant.conftest import fill_docs_kb
 from retrieval.citations import strip_citations
 
 
@@ -49,17 +50,10 @@ def test_check_shape_must_be_a_boolean():
 
 def _parrot_on(root, docs: dict[str, str], embedder_path, parrot_path, **settings) -> Assistant:
     """The parrot over a fresh workspace whose 'default' KB holds ``docs`` ({file name: text})."""
-    from ingest.pipeline import ingest_paths
     from ragtune.workspace import Workspace
-    from retrieval.knowledge_base import KnowledgeBase
 
     ws = Workspace.open(root / "home")
-    folder = root / "docs"
-    folder.mkdir()
-    for name, text in docs.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    with KnowledgeBase.open(ws.kb_path("default"), embedder=embedder_path, create=True) as kb:
-        assert not ingest_paths(kb, [folder], progress=False).failed
+    fill_docs_kb(ws, embedder_path, root / "docs", docs).close()
     return Assistant(ws, generator=str(parrot_path),
                      settings=GenerationSettings(max_tokens=24, min_score=-1.0, unknown_terms=-1.0, **settings))
 
