@@ -104,14 +104,17 @@ _ASKED_SHAPES = [
 _NOT_COUNT = ("money", "percent", "clock", "date", "code")
 # "What is the tallest vehicle...": a measure of the dimension asked for ("4.6 metres"), not any
 # measure ("7.5 tonnes")
-_LENGTH = r"(?:metres?|meters?|m|km|kilometres?|miles?|nautical miles?|feet|foot|ft|inches|cm|mm)"
+_SHAPES.update({
+    "length": re.compile(_QUANTITY + r"\s?(?:metres?|meters?|m|km|kilometres?|miles?|nautical miles?|feet|foot|ft|"
+                         r"inches|cm|mm)\b", re.I),
+    "mass": re.compile(_QUANTITY + r"\s?(?:tonnes?|tons?|t|kg|kilos?|kilograms?|grams?|g)\b", re.I),
+    "speed": re.compile(_QUANTITY + r"\s?(?:knots?|kn|mph|km/h|kph)\b", re.I),
+})
 _DIMENSIONS = [
     (re.compile(r"\b(?:tall|high|long|wide|deep|far)(?:er|est)?\b|"
-                r"\b(?:height|length|width|depth|distance|headroom)\b", re.I),
-     re.compile(_QUANTITY + r"\s?" + _LENGTH + r"\b", re.I)),
-    (re.compile(r"\bheav(?:y|ier|iest)\b|\bweigh", re.I),
-     re.compile(_QUANTITY + r"\s?(?:tonnes?|tons?|t|kg|kilos?|kilograms?|grams?|g)\b", re.I)),
-    (re.compile(r"\bfast(?:er|est)?\b|\bspeeds?\b", re.I), re.compile(_QUANTITY + r"\s?(?:knots?|kn|mph|km/h|kph)\b", re.I)),
+                r"\b(?:height|length|width|depth|distance|headroom)\b", re.I), "length"),
+    (re.compile(r"\bheav(?:y|ier|iest)\b|\bweigh", re.I), "mass"),
+    (re.compile(r"\bfast(?:er|est)?\b|\bspeeds?\b", re.I), "speed"),
 ]
 # "How many passengers...": a count answers it when it counts passengers ("licensed for 312
 # passengers", "Passengers carried 418,600"), not when it counts cars ("up to 38 cars")
@@ -335,11 +338,9 @@ def answers_shape(text: str, question: str, evidence: str = "") -> bool:
             return True
         return bool(evidence) and bool(set(_count_words(text)) & counted_numbers(evidence, question))
     if "measure" in shapes and "period" not in shapes:
-        for asks, measure in _DIMENSIONS:
+        for asks, dimension in _DIMENSIONS:
             if asks.search(question):
-                known = {w.lower() for w in _WORD.findall(question)}
-                return any(any(w.lower() not in known for w in _NUMBER.findall(m.group(0)))
-                           for m in measure.finditer(text))
+                return _type_match(text, (dimension,), question) == 1.0
     if shapes == ("date",):  # "when does it leave?": a time of day answers it too
         shapes = ("date", "clock")
     return _type_match(text, shapes, question) == 1.0
