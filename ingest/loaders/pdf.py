@@ -82,7 +82,7 @@ def _page_text(page) -> str:
     unless the page is set in columns, where layout mode would interleave them: then reading order."""
     layout = _tidy_layout(_clean(page.extract_text(extraction_mode="layout") or ""))
     if not _looks_multi_column(layout):
-        return layout
+        return pipe_tables(layout)
     return _clean(page.extract_text() or "").strip()
 
 
@@ -106,6 +106,52 @@ def _tidy_layout(page_text: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip()
+
+
+_LIST_MARKER = re.compile(r"^(?:[•▪◦*-]|\(?\d{1,2}[.)]|\(?[a-z][.)])$")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a layout line that reads as a table row (two or more, short, not a list item:
+    "1.  Check in" is a marker and its text), else []."""
+    cells = line.split("  ")
+    if len(cells) < 2 or (len(cells) == 2 and _LIST_MARKER.match(cells[0])) or max(len(cell) for cell in cells) > 60:
+        return []
+    return cells
+
+
+def pipe_tables(layout: str) -> str:
+    """Layout text with its tables written as ``a | b | c`` rows, as the HTML and DOCX loaders write
+    them, so that search, context focus and the grounding builder read a row with its header instead
+    of one long "sentence" of cells. A table is two or more consecutive rows of as many cells (column
+    gaps of two spaces); a short line without gaps right above a row is the wrapped start of that row's
+    first cell ("MV Gulvane" over "Spirit  2004  180"), as a cell's text sits at its bottom by default.
+    """
+    lines = layout.split("\n")
+    cells = [_cells(line) for line in lines]
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        width = len(cells[i])
+        end = i
+        rows: list[list[str]] = []
+        while end < len(lines):
+            if cells[end] and len(cells[end]) == width:
+                rows.append(list(cells[end]))
+                end += 1
+            elif (width and not cells[end] and lines[end] and len(lines[end]) <= 40 and end + 1 < len(lines)
+                  and len(cells[end + 1]) == width and not lines[end].endswith((".", ":", "?", "!"))):
+                rows.append([lines[end] + " " + cells[end + 1][0], *cells[end + 1][1:]])
+                end += 2
+            else:
+                break
+        if width and len(rows) >= 2:
+            out.extend(" | ".join(row) for row in rows)
+            i = end
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
 
 
 def _looks_multi_column(layout: str) -> bool:

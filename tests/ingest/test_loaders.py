@@ -225,20 +225,41 @@ def test_pdf_outline_entries_become_headings_on_their_pages(tmp_path, build_pdf)
     assert doc.pages[1][1] <= doc.headings[1][0] < doc.pages[1][2]
 
 
-def test_pdf_table_rows_stay_on_one_line(tmp_path, build_pdf):
+def _draw_pdf(path, lines):
+    """A one-page PDF with each (x, y, text) drawn where it says."""
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
-    path = tmp_path / "fleet.pdf"
     c = canvas.Canvas(str(path), pagesize=A4)
-    for y, row in ((700, ("Vessel", "Built", "Passengers")), (684, ("Corrie Dawn", "2009", "312")),
-                   (668, ("Orrin Wren", "2011", "60"))):
-        for x, cell in zip((72, 250, 400), row):
-            c.drawString(x, y, cell)
+    for x, y, text in lines:
+        c.drawString(x, y, text)
     c.showPage()
     c.save()
-    assert load_document(path).text.split("\n") == ["Vessel  Built  Passengers", "Corrie Dawn  2009  312",
-                                                      "Orrin Wren  2011  60"]
+    return path
+
+
+def test_pdf_table_rows_become_pipe_rows_like_html_and_docx_tables(tmp_path):
+    rows = (("Vessel", "Built", "Passengers"), ("Corrie Dawn", "2009", "312"), ("Orrin Wren", "2011", "60"))
+    path = _draw_pdf(tmp_path / "fleet.pdf", [(x, 700 - 16 * i, cell) for i, row in enumerate(rows)
+                                              for x, cell in zip((72, 250, 400), row)])
+    assert load_document(path).text.split("\n") == ["Vessel | Built | Passengers", "Corrie Dawn | 2009 | 312",
+                                                      "Orrin Wren | 2011 | 60"]
+
+
+def test_pdf_table_cell_wrapped_above_its_row_joins_that_row():
+    from ingest.loaders.pdf import pipe_tables
+
+    layout = "Measure  2023  2022\nPunctuality (within 10\nminutes)  94.3%  92.8%\nMembers  9,340  8,870"
+    assert pipe_tables(layout).split("\n") == ["Measure | 2023 | 2022", "Punctuality (within 10 minutes) | 94.3% | 92.8%",
+                                               "Members | 9,340 | 8,870"]
+
+
+def test_pdf_lists_prose_and_a_lone_gapped_line_are_not_tables():
+    from ingest.loaders.pdf import pipe_tables
+
+    layout = ("•  Keep children with you.\n•  Read the safety notices.\n1.  Check in early.\n2.  Board on foot.\n"
+              "Contact  0190 447 2290\nThe office opens at nine.")
+    assert pipe_tables(layout) == layout
 
 
 def test_two_column_pdf_pages_are_read_column_by_column(tmp_path):
