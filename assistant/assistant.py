@@ -27,7 +27,7 @@ from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, Gen
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
 from retrieval.citations import (CITATION_PATTERN, NO_ANSWER, format_context, grounded_messages, is_abstention,
                                  numbered, plain_messages, resolve_citations)
-from retrieval.focus import answers_shape, asked_shapes
+from retrieval.focus import answers_shape, asked_shapes, shaped_spans
 from retrieval.records import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -258,11 +258,15 @@ class Assistant:
                 if not answers_shape("".join(held), question, shown) and result.finish_reason != "cancelled":
                     strict, context = self._shaped_sentences(query, context, documents, settings)
                 if strict:
-                    log.info("the answer to %r holds no %s: answering again from the sentences that do",
-                             question, " or ".join(asked_shapes(question)))
+                    # and this time the numbers it writes are theirs of that shape: given "She is licensed
+                    # for 312 passengers and carries up to 38 cars", "how many passengers" gets no 38
+                    shaped = shaped_spans("\n".join(chunk.text for _, chunk in strict), question)
+                    log.info("the answer to %r holds no %s: answering again from the sentences that do, "
+                             "writing only their numbers of that shape (%s)", question,
+                             " or ".join(asked_shapes(question)), ", ".join(shaped) or "none found: any of theirs")
                     retried = True
                     messages = grounded_messages(question, strict, history)
-                    run = self._generate(messages, settings, adapter, cancel, grounded, len(context))
+                    run = self._generate(messages, settings, adapter, cancel, grounded, len(context), shaped)
                 else:
                     run = iter([*held, result])
         for piece in run:
@@ -310,12 +314,14 @@ class Assistant:
         return (best, context) if best and best != documents else (None, context)
 
     def _generate(self, messages: list[dict], settings: GenerationSettings, adapter: str | None, cancel,
-                  grounded: bool, size: int) -> Iterator[str | GenerationResult]:
+                  grounded: bool, size: int, only: list[str] | None = None) -> Iterator[str | GenerationResult]:
         """The backend's text deltas with citations outside 1..``size`` removed, then its
         ``GenerationResult`` (``dropped``: the numbers removed). A ``grounded`` answer (from documents)
-        writes only the digit runs of its messages when ``settings.copy_numbers``."""
-        numbers = (allowed_runs(m["content"] for m in messages if m["role"] != "system")
-                   if grounded and settings.copy_numbers else None)
+        writes only the digit runs of its messages when ``settings.copy_numbers``, or of ``only``
+        (the numbers of the asked shape) where that is given and not empty."""
+        numbers = None
+        if grounded and settings.copy_numbers:
+            numbers = allowed_runs(only or [m["content"] for m in messages if m["role"] != "system"])
         filtered = CitationFilter(size)
         result = None
         with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel,

@@ -346,6 +346,39 @@ def answers_shape(text: str, question: str, evidence: str = "") -> bool:
     return _type_match(text, shapes, question) == 1.0
 
 
+def shaped_spans(text: str, question: str) -> list[str]:
+    """The numbers of ``text`` in the shape ``question`` asks for that the question does not already
+    say ("312" of "licensed for 312 passengers and up to 38 cars" for "how many passengers";
+    "94.3%" for "what share"); empty for a question that asks for no number."""
+    shapes = asked_shapes(question)
+    if shapes is None:
+        return []
+    text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
+    known = {w.lower() for w in _WORD.findall(question)}
+
+    def new(found: str) -> bool:
+        return any(w.lower() not in known for w in _NUMBER.findall(found))
+
+    if shapes == ("count",) and counted_noun(question):
+        counted = sorted(counted_numbers(text, question))
+        if counted:
+            return counted
+    if "measure" in shapes and "period" not in shapes:
+        shapes = next(((dimension,) for asks, dimension in _DIMENSIONS if asks.search(question)), shapes)
+    if shapes == ("date",):
+        shapes = ("date", "clock")
+    spans: list[str] = []
+    for shape in shapes:
+        if shape == "count":
+            rest = text
+            for other in _NOT_COUNT:
+                rest = _SHAPES[other].sub(" ", rest)
+            spans += [m.group(0) for m in _NUMBER.finditer(rest)]
+        else:
+            spans += [m.group(0) for m in _SHAPES[shape].finditer(text)]
+    return [span for span in spans if new(span)]
+
+
 def _holds_shape(prefix: str, sentence: str, question: str) -> bool:
     """Whether a sentence, read with its heading or table header, answers the asked shape: a row
     under a header that names the counted noun ("| Ship | Passengers |") counts it with any count."""

@@ -33,6 +33,7 @@ def test_an_answer_without_the_asked_shape_is_answered_again_from_sentences_that
         *deltas, answer = list(parrot_assistant.stream(question, mode="rag"))
     assert answer.extra["shape_retry"] is True  # the parrot names no sum: answered again
     assert "answering again from the sentences that do" in caplog.text
+    assert "writing only their numbers of that shape (€4.50)" in caplog.text  # not the seven of the timetable
     assert "".join(deltas) == answer.text == strip_citations(parrot_answer, [9])  # nothing shown twice
     assert answer.citations and answer.finish_reason == "stop"
 

@@ -8,7 +8,7 @@ import pytest
 
 from retrieval.citations import format_context, grounded_user_message, resolve_citations
 from retrieval.focus import (FocusSettings, answers_shape, asked_shapes, content_stems, counted_noun, counted_numbers,
-                             focus_chunks, text_units, unknown_terms)
+                             focus_chunks, shaped_spans, text_units, unknown_terms)
 from retrieval.records import Chunk
 
 from .conftest import write_docs
@@ -270,3 +270,19 @@ def test_a_number_of_the_wrong_shape_still_beats_no_number(tiny_embedder):
     pairs = focus_chunks("How many islanders founded the cooperative?", [c], tiny_embedder,
                          settings=FocusSettings(sentences=1, lexical=1.0, type_penalty=10.0))
     assert pairs[0][1].text == "They founded it on 14 March 1987."
+
+
+@pytest.mark.parametrize("question, text, spans", [
+    ("How many passengers can the MV Corrie Dawn carry?",
+     "She is licensed for 312 passengers and carries up to 38 cars.", ["312"]),
+    ("How many passengers did Saltreach carry in 2023?",
+     "Measure | 2023 | 2022\nPassengers carried | 418,600 | 401,900", ["418", "600"]),
+    ("What share of sailings ran on time in 2023?", "In 2023, 94.3% of 1,200 sailings ran on time.", ["94.3%"]),
+    ("What is the tallest vehicle accepted?", "Vehicles over 7.5 tonnes are weighed. Maximum height: 4.6 metres.",
+     ["4.6 metres"]),
+    ("How much is a single in 2024?", "In 2024 a single costs €4.50 and takes 2 hours.", ["€4.50"]),
+    ("When does it open?", "It opened on 2 June 1987 at 09:20 with 3 staff.", ["2 June 1987", "09:20"]),
+    ("Who chairs the board?", "Tobias Quellan chairs the board since 2021.", []),
+])
+def test_shaped_spans_are_the_numbers_of_the_asked_shape_the_question_does_not_say(question, text, spans):
+    assert shaped_spans(text, question) == spans
