@@ -20,13 +20,13 @@ import time
 from contextlib import closing
 from typing import Iterator
 
-from assistant.copying import allowed_runs
+from assistant.copying import allowed_numbers
 from assistant.errors import AssistantError
 from assistant.generation import GenerationBackend, GenerationResult, make_backend
 from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, GenerationSettings
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
 from retrieval.citations import (CITATION_PATTERN, NO_ANSWER, format_context, grounded_messages, is_abstention,
-                                 numbered, plain_messages, resolve_citations)
+                                 numbered, plain_messages, resolve_citations, without_markup_numbers)
 from retrieval.focus import answers_shape, asked_shapes, shaped_spans
 from retrieval.records import Chunk, Hit
 
@@ -317,11 +317,12 @@ class Assistant:
                   grounded: bool, size: int, only: list[str] | None = None) -> Iterator[str | GenerationResult]:
         """The backend's text deltas with citations outside 1..``size`` removed, then its
         ``GenerationResult`` (``dropped``: the numbers removed). A ``grounded`` answer (from documents)
-        writes only the digit runs of its messages when ``settings.copy_numbers``, or of ``only``
+        writes only the numbers of its messages when ``settings.copy_numbers``, or of ``only``
         (the numbers of the asked shape) where that is given and not empty."""
         numbers = None
         if grounded and settings.copy_numbers:
-            numbers = allowed_runs(only or [m["content"] for m in messages if m["role"] != "system"])
+            numbers = allowed_numbers(only or [without_markup_numbers(m["content"])
+                                               for m in messages if m["role"] != "system"])
         filtered = CitationFilter(size)
         result = None
         with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel,

@@ -1,15 +1,19 @@
-"""Copied numbers: an answer from documents writes only digit runs that the documents or question hold.
+"""Copied numbers: an answer from documents writes only numbers that the documents or question hold.
 
 A small model reading "the fare is €14.60" may write €16.40: a number that looks right and is
 wrong, the costliest kind of error in an answer about fares, times or dates. ``NumberGuard`` is a
 decoding constraint for the local backend. At every step it masks the tokens that would start or
-extend a digit run that is not a prefix of one in the conversation, and, while the digit run being
-written is only a prefix (``14`` of ``1460``), every token that would end it. The model still picks
-which number to copy, and where. Digit runs are compared one by one, so ``06:40`` allows the runs
-``06`` and ``40`` (and ``6``, the same number without its leading zero); ``1,200`` also allows
-``1200``. That stops numbers whose digits the prompt never shows, not new combinations of runs it
-does ("1.50" where it says "€2.50" and "1 bag"). Inside a citation's brackets nothing is masked: a
-made-up [9] is the citation filter's to remove, not a number to turn into a real but wrong [1].
+extend a number that is not a prefix of one in the conversation, and, while the number being
+written is only a prefix (``14`` of ``14.60``), every token that would end it.
+
+A number is a digit run with the runs that a ``.``, ``:`` or ``,`` joins to it ("14.60",
+"06:40", "1,200", "14.03.2026"), compared whole, with the three separators taken as one (the
+answer may write "6.40" for "06:40"). The part before a separator stands alone too ("14" of
+"14.60": a rounding), the parts after it do not: "98.1%" lets an answer write 98.1 or 98, not 1.
+A number without its leading zeros ("6:40") and thousands groups joined ("1200" for "1,200") are
+allowed too. That stops numbers whose digits the prompt never shows, not a shown number put in
+the wrong place. Inside a citation's brackets nothing is masked: a made-up [9] is the citation
+filter's to remove, not a number to turn into a real but wrong [1].
 
 When no allowed continuation is left (all of them masked), the step runs unconstrained: the guard
 never makes the model stop mid-answer.
@@ -20,9 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_RUN = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[0-9]+(?:[.:,][0-9]+)*")
+_SEPARATORS = re.compile(r"[.:,]")
 _GROUPED = re.compile(r"(?<![0-9])[0-9]{1,3}(?:[,\u202f\u00a0 ][0-9]{3})+(?![0-9])")
-_TRAILING_RUN = re.compile(r"[0-9]+$")
+_PENDING = re.compile(r"[0-9]+(?:[.:,][0-9]+)*[.:,]?$")
 _IN_CITATION = re.compile(r"\[[0-9,\s]*$")
 
 
@@ -34,49 +39,54 @@ def _has_digit(text: str) -> bool:
     return any("0" <= ch <= "9" for ch in text)
 
 
-def allowed_runs(texts: Iterable[str]) -> frozenset[str]:
-    """The digit runs an answer may write: those of ``texts``, without leading zeros too, and
-    thousands groups joined ("1,200" also gives "1200")."""
-    runs: set[str] = set()
+def _same_separators(number: str) -> str:
+    return _SEPARATORS.sub(".", number)
+
+
+def allowed_numbers(texts: Iterable[str]) -> frozenset[str]:
+    """The numbers an answer may write (separators as "."): those of ``texts``, each also cut
+    before any of its separators, without its leading zeros, and with thousands groups joined."""
+    numbers: set[str] = set()
     for text in texts:
-        for run in _RUN.findall(text or ""):
-            runs.add(run)
-            runs.add(run.lstrip("0") or "0")
+        for number in _NUMBER.findall(text or ""):
+            parts = _same_separators(number).split(".")
+            for head in {parts[0], parts[0].lstrip("0") or "0"}:
+                for end in range(1, len(parts) + 1):
+                    numbers.add(".".join([head, *parts[1:end]]))
         for grouped in _GROUPED.findall(text or ""):
-            runs.add(re.sub(r"[^0-9]", "", grouped))
-    return frozenset(runs)
+            numbers.add(re.sub(r"[^0-9]", "", grouped))
+    return frozenset(numbers)
 
 
 class NumberGuard:
-    """Masks the tokens that would write a number not in ``runs`` (see the module docstring).
+    """Masks the tokens that would write a number not in ``numbers`` (see the module docstring).
 
     ``digit_tokens`` maps every token id whose text holds a digit to that text; it depends only on
     the tokenizer, so backends build it once (``digit_tokens``).
     """
 
-    def __init__(self, runs: frozenset[str], digit_tokens: dict[int, str]):
-        self.runs = runs
-        self.prefixes = frozenset(run[:i] for run in runs for i in range(1, len(run) + 1))
+    def __init__(self, numbers: frozenset[str], digit_tokens: dict[int, str]):
+        self.numbers = numbers
+        self.prefixes = frozenset(n[:i] for n in numbers for i in range(1, len(n) + 1))
         self.digit_tokens = digit_tokens
         self.masked = 0  # steps at which the mask changed the model's first choice
 
     def _fits(self, pending: str, piece: str) -> bool:
-        """Whether ``piece`` may follow text ending in the digit run ``pending``."""
-        runs = _RUN.findall(pending + piece) if _is_digit(piece[:1]) else _RUN.findall(piece)
-        if not _is_digit(piece[:1]) and pending and pending not in self.runs:
-            return False
-        if not runs:
-            return True
-        *complete, last = runs
-        if any(run not in self.runs for run in complete):
-            return False
-        return last in self.prefixes if _is_digit(piece[-1:]) else last in self.runs
+        """Whether ``piece`` may follow text ending in ``pending`` (a number being written, maybe
+        up to a separator): every number it completes is allowed, one it leaves open is a prefix."""
+        written = pending + piece
+        for match in _NUMBER.finditer(written):
+            number = _same_separators(match.group(0))
+            open_ = match.end() == len(written) and _is_digit(piece[-1:])
+            if number not in (self.prefixes if open_ else self.numbers):
+                return False
+        return True
 
     def allowed(self, text: str) -> tuple[list[int], bool]:
         """(the digit tokens allowed after ``text``, whether tokens without digits are allowed too)."""
-        match = _TRAILING_RUN.search(text)
+        match = _PENDING.search(text)
         pending = match.group(0) if match else ""
-        others = not pending or pending in self.runs
+        others = not _is_digit(pending[-1:]) or _same_separators(pending) in self.numbers
         return [i for i, piece in self.digit_tokens.items() if self._fits(pending, piece)], others
 
     def mask(self, logits, text: str):

@@ -66,6 +66,15 @@ def format_context(chunks: Context) -> str:
     return "\n".join(parts)
 
 
+_MARKUP_NUMBERS = re.compile(r'(?<=<document) n="\d+"| page="\d+"(?=>)')
+
+
+def without_markup_numbers(message: str) -> str:
+    """``message`` without the numbers that ``format_context`` writes (n="2", page="3"): they are
+    labels, not facts of the documents, so the number guard must not count them as shown."""
+    return _MARKUP_NUMBERS.sub("", message)
+
+
 def grounded_user_message(question: str, chunks: Context) -> str:
     """The user turn of a grounded prompt: the fenced documents, then the question."""
     if not chunks:
