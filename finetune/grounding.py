@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from finetune.errors import DatasetError
 from retrieval.citations import NO_ANSWER, grounded_messages
-from retrieval.focus import TABLE_RULE, split_sentences
+from retrieval.focus import TABLE_RULE, plain, split_sentences
 from retrieval.records import Chunk
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ _NUMERIC = re.compile(r"[\d\s:.,€$£%/()-]+")
 
 
 def _cells(line: str) -> list[str]:
-    return [" ".join(c.split()) for c in line.strip().strip("|").split("|")]
+    return [" ".join(plain(c).split()) for c in line.strip().strip("|").split("|")]
 
 
 def table_facts(chunk: Chunk) -> list[Fact]:

@@ -52,6 +52,10 @@ from retrieval.search import STOPWORDS
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 TABLE_RULE = re.compile(r"^[\s|:+-]+$")
+# Markdown's inline marks, which a model reading or quoting a sentence should not have to copy:
+# **bold**, __bold__, *emphasis*, `code`, and a link or image, which keeps its label
+_MARKS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1|(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])"
+                    r"|`([^`\n]+)`|!?\[([^\]\n]*)\]\([^)\s]*\)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER_WORD = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                           r"forty|fifty|hundred|thousand|million|half|quarter)\b", re.I)
@@ -176,10 +180,16 @@ def _is_heading(line: str, following: str, stands_alone: bool) -> bool:
     return stands_alone or bool(BULLET.match(following)) or _is_row(following)
 
 
+def plain(line: str) -> str:
+    """``line`` without Markdown's inline marks: "**48 hours or more:** a full refund" reads
+    "48 hours or more: a full refund"; a link keeps its label."""
+    return _MARKS.sub(lambda m: next(g for g in m.groups()[1:] if g is not None), line)
+
+
 def text_blocks(text: str) -> list[tuple[str, str]]:
     """``text`` as (kind, text) blocks: "heading", "row" (a table row) or "text" (a paragraph or list
-    item, its wrapped lines joined with spaces, bullet stripped)."""
-    lines = [line.strip() for line in text.splitlines()]
+    item, its wrapped lines joined with spaces, bullet stripped), without Markdown's inline marks."""
+    lines = [plain(line.strip()) for line in text.splitlines()]
     blocks: list[tuple[str, str]] = []
     paragraph: list[str] = []
 

@@ -49,6 +49,18 @@ def test_lines_wrapped_inside_a_paragraph_make_one_sentence():
         ("", "an item that wraps onto a second line"), ("", "another item")]
 
 
+@pytest.mark.parametrize("markdown, read", [
+    ("- **48 hours or more before departure:** you get a full refund.",
+     "48 hours or more before departure: you get a full refund."),
+    ("Use __exactly__ the *booking* code `KV-2210` from [the portal](https://example.org/p).",
+     "Use exactly the booking code KV-2210 from the portal."),
+    ("Fares rise 2 * 3 percent; snake_case_names and 5 ** 2 stay.",
+     "Fares rise 2 * 3 percent; snake_case_names and 5 ** 2 stay."),
+])
+def test_sentences_are_read_without_markdowns_inline_marks(markdown, read):
+    assert [s for _, s in text_units(markdown)] == [read]
+
+
 def test_headings_and_faq_questions_are_the_context_of_the_sentences_below_them():
     text = ("## The fleet\n\nMV Kestrel Vane\n\nShe was built in 2019 by Ferrand Marine.\n"
             "Is there Wi-Fi on board?\nYes: the network is called Saltreach-Onboard.")
