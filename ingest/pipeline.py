@@ -1,7 +1,7 @@
 """The ingest pipeline: files and folders in, chunks and vectors in a knowledge base out.
 
-``ingest_paths`` walks the paths, hashes every file and skips the ones whose bytes (and chunking
-settings) match what the KB holds, without loading the embedder; the rest are loaded, chunked,
+``ingest_paths`` walks the paths, hashes every file and skips the ones whose bytes, chunking
+settings and reader (the loader's version, ``reader_version``) match what the KB holds, without loading the embedder; the rest are loaded, chunked,
 embedded in length-sorted batches and written in transactions of about ``BATCH_CHUNKS`` chunks,
 each a new KB generation. A document is always written whole, so a killed ingest leaves every
 document in its old or its new version, and running it again continues where it stopped.
@@ -22,7 +22,7 @@ import numpy as np
 
 from ingest.chunking import ChunkingSettings, ChunkSpan, chunk_document
 from ingest.errors import IngestError
-from ingest.loaders import SUPPORTED_EXTENSIONS, ExtractedDocument, load_document
+from ingest.loaders import SUPPORTED_EXTENSIONS, ExtractedDocument, load_document, reader_version
 from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseWriter
 from retrieval.records import Chunk
 from retrieval.store import DocumentWrite
@@ -74,6 +74,7 @@ class _Pending:
     sha256: str
     size: int
     update: bool
+    settings: dict  # what read and chunked it: stored with the document, compared on the next ingest
 
 
 @dataclass
@@ -110,12 +111,13 @@ def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | os.PathLike], progress
                 report.failed.append(Failure(source, f"cannot read the file ({exc.strerror or exc}); check the path"))
                 continue
             state = writer.document_state(source)
-            if state is not None and state == (sha, wanted):
+            reading = {**wanted, "reader": reader_version(path)}
+            if state is not None and state == (sha, reading):
                 report.unchanged.append(source)
                 continue
-            todo.append(_Pending(path, source, sha, size, update=state is not None))
+            todo.append(_Pending(path, source, sha, size, update=state is not None, settings=reading))
         if todo:
-            _load_embed_write(kb, writer, todo, settings, wanted, report, progress)
+            _load_embed_write(kb, writer, todo, settings, report, progress)
     report.seconds = time.perf_counter() - started
     log.info("ingest into %s: %s", kb.name, report.summary_line())
     return report
@@ -196,7 +198,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 
 def _load_embed_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, todo: list[_Pending], settings: ChunkingSettings,
-                      wanted: dict, report: IngestReport, progress: bool) -> None:
+                      report: IngestReport, progress: bool) -> None:
     tokenizer = None
     batch: list[_Prepared] = []
     with _Progress(sum(p.size for p in todo) or 1, len(todo), enabled=progress) as bar:
@@ -211,10 +213,10 @@ def _load_embed_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, todo: list
                 continue
             batch.append(_Prepared(item, doc, spans))
             if sum(len(p.spans) for p in batch) >= BATCH_CHUNKS:
-                _embed_and_write(kb, writer, batch, wanted, report, bar)
+                _embed_and_write(kb, writer, batch, report, bar)
                 batch = []
         if batch:
-            _embed_and_write(kb, writer, batch, wanted, report, bar)
+            _embed_and_write(kb, writer, batch, report, bar)
 
 
 def _guarded(item: _Pending, report: IngestReport, bar: "_Progress", step):
@@ -246,8 +248,8 @@ def _tokenizer(kb: KnowledgeBase, settings: ChunkingSettings):
     return kb.embedder.tokenizer
 
 
-def _embed_and_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, batch: list[_Prepared], wanted: dict,
-                     report: IngestReport, bar: "_Progress") -> None:
+def _embed_and_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, batch: list[_Prepared], report: IngestReport,
+                     bar: "_Progress") -> None:
     """Embed a batch's chunks longest first (as SentenceTransformer.encode sorts) and commit it in one transaction."""
     owners = [(n, j) for n, p in enumerate(batch) for j in range(len(p.spans))]
     texts = [batch[n].spans[j].text for n, j in owners]
@@ -271,7 +273,7 @@ def _embed_and_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, batch: list
                   for i, s in enumerate(spans)]
         upserts.append(DocumentWrite(source=item.source, title=doc.title, format=doc.format, sha256=sha, chunks=chunks,
                                      vectors=vectors[offset:offset + len(spans)], pages=len(doc.pages) or None,
-                                     bytes=item.size, settings=wanted))
+                                     bytes=item.size, settings=item.settings))
         offset += len(spans)
     writer.write(upserts=upserts)
     for prepared in batch:

@@ -18,7 +18,7 @@ from ingest.loaders.markdown import load_markdown
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.text import load_text
 
-__all__ = ["ExtractedDocument", "LOADERS", "SUPPORTED_EXTENSIONS", "load_document"]
+__all__ = ["ExtractedDocument", "LOADERS", "SUPPORTED_EXTENSIONS", "load_document", "reader_version"]
 
 LOADERS: dict[str, Callable[[Path, str], ExtractedDocument]] = {
     ".txt": load_text,
@@ -31,6 +31,25 @@ LOADERS: dict[str, Callable[[Path, str], ExtractedDocument]] = {
     ".docx": load_docx,
 }
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(LOADERS)
+
+# Bump a loader's version whenever what it extracts from the same bytes changes (PDF tables read as
+# rows, say): a knowledge base re-reads the documents that an older version extracted, so their
+# chunks match what a fresh ingest would give, though the files are unchanged.
+READER_VERSIONS: dict[Callable[[Path, str], ExtractedDocument], int] = {
+    load_text: 1,
+    load_markdown: 1,
+    load_html: 1,
+    load_pdf: 1,
+    load_docx: 1,
+}
+
+
+def reader_version(path: Path) -> str:
+    """The loader and its version that read ``path`` ("pdf-1"), stored with the document's chunks."""
+    loader = LOADERS.get(Path(path).suffix.lower())
+    if loader is None:
+        return ""
+    return f"{loader.__name__.removeprefix('load_')}-{READER_VERSIONS[loader]}"
 
 
 def load_document(path: Path, source: str | None = None) -> ExtractedDocument:

@@ -91,6 +91,20 @@ def test_changed_chunking_settings_rechunk_unchanged_files(kb, docs):
     assert kb.stats()["chunks"] > before
 
 
+def test_a_newer_reader_rereads_the_files_of_its_format_only(kb, docs, monkeypatch):
+    from ingest.loaders import READER_VERSIONS
+    from ingest.loaders.markdown import load_markdown
+
+    ingest_paths(kb, [docs], progress=False)
+    monkeypatch.setitem(READER_VERSIONS, load_markdown, READER_VERSIONS[load_markdown] + 1)
+    report = ingest_paths(kb, [docs], progress=False)
+    markdown = [s for s in sources(kb) if s.endswith(".md")]
+    assert markdown and report.updated == markdown
+    assert sorted(report.unchanged) == sorted(set(sources(kb)) - set(markdown))
+    assert ingest_paths(kb, [docs], progress=False).updated == []  # read once with the new version
+    assert kb.check() == []
+
+
 def test_chunk_ids_are_stable_when_the_same_bytes_are_ingested_again(kb, docs):
     ingest_paths(kb, [docs], progress=False)
     first = [c.chunk_id for c in kb.iter_chunks()]
