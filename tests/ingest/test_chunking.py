@@ -192,7 +192,7 @@ def test_pdf_outline_heading_carries_over_to_following_pages(tmp_path, minilm_to
 
 # --- huge and odd input -------------------------------------------------------------------------
 
-def test_three_megabyte_single_line_file_ingests_and_chunks_in_seconds(tmp_path, minilm_tokenizer):
+def test_three_megabyte_single_line_file_ingests_and_chunks_without_quadratic_splitting(tmp_path, minilm_tokenizer):
     path = tmp_path / "one-line.txt"
     path.write_text(_prose(40_000, seed=7)[:3_000_000])
     assert path.stat().st_size >= 3_000_000 and b"\n" not in path.read_bytes()
@@ -200,7 +200,9 @@ def test_three_megabyte_single_line_file_ingests_and_chunks_in_seconds(tmp_path,
     doc = load_document(path)
     spans = chunk_document(doc, minilm_tokenizer)
     elapsed = time.perf_counter() - began
-    assert elapsed < 30, f"chunking 3 MB took {elapsed:.1f}s"  # ~3 s here; LangChain's splitter takes minutes
+    # ~3 s on an idle machine, 38 s beside a training run; a quadratic splitter (LangChain's on one
+    # line) takes many minutes: the bound catches that, not a slow machine (bench/ measures speed)
+    assert elapsed < 180, f"chunking 3 MB took {elapsed:.1f}s"
     assert max(s.tokens for s in spans) <= 256 - 2
     assert spans[0].start == 0 and spans[-1].end == len(doc.text)
     sample = spans[:: max(1, len(spans) // 50)]
