@@ -179,20 +179,6 @@ def test_a_chunk_cut_below_its_heading_reads_its_sentences_under_the_sections_he
     assert pairs[0][1].text.split("\n")[:2] == ["MV Kestrel Vane", "She carries 220 passengers and 24 cars."]
 
 
-def test_text_order_keeps_the_documents_and_sentences_where_they_stand(tiny_embedder):
-    settings = FocusSettings(sentences=3, lexical=5.0)
-    question = "Who sailed the Heron's Gift, the first ship, and what is the charge for a dog?"
-    best = focus_chunks(question, [PETS, HISTORY], tiny_embedder, settings=settings)
-    ordered = focus_chunks(question, [PETS, HISTORY], tiny_embedder,
-                           settings=dataclasses.replace(settings, text_order=True))
-    assert {n for n, _ in best} == {n for n, _ in ordered} == {1, 2}
-    assert best[0][0] == 2 and [n for n, _ in ordered] == [1, 2]  # best first, or as given
-    for n, focused in ordered:
-        lines = focused.text.split("\n")
-        source = [PETS, HISTORY][n - 1].text
-        assert [source.index(line) for line in lines] == sorted(source.index(line) for line in lines)
-
-
 def test_a_table_row_travels_with_its_header(tiny_embedder):
     pairs = focus_chunks("What is the adult single fare to Brannock Isle?", [PETS, FARES, HISTORY], tiny_embedder,
                          settings=FocusSettings(sentences=1, lexical=5.0))
