@@ -78,9 +78,6 @@ class GroundingSettings:
     answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
     focus_sentences: int = 2  # prompts carry only the best sentences (0 = whole chunks): as many as the
     # assistant shows (generation.focus_sentences), so training sees the prompts it will answer
-    text_order_share: float = 0.5  # share of focused prompts in text order, not best first: the question
-    # is made from the oracle's sentence, so best first would always put the answer first and teach
-    # the adapter to quote the first sentence, where the assistant's focus is right first 3 times in 4
     seed: int = 0
 
     def __post_init__(self):
@@ -90,9 +87,8 @@ class GroundingSettings:
             raise ValueError("k must be at least 1")
         if self.k_min is not None and not 1 <= self.k_min <= self.k:
             raise ValueError("k_min must be between 1 and k")
-        shares = (self.abstain_share, self.cloze_share, self.keyword_share, self.text_order_share)
-        if not all(0 <= share <= 1 for share in shares):
-            raise ValueError("abstain_share, cloze_share, keyword_share and text_order_share must be between 0 and 1")
+        if not 0 <= self.abstain_share <= 1 or not 0 <= self.cloze_share <= 1 or not 0 <= self.keyword_share <= 1:
+            raise ValueError("abstain_share, cloze_share and keyword_share must be between 0 and 1")
         if self.cloze_share + self.keyword_share > 1:
             raise ValueError("cloze_share + keyword_share must be at most 1")
         if "{answer}" not in self.answer_template:
@@ -183,8 +179,7 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
             kind = style
         documents = context
         if settings.focus_sentences and hasattr(kb, "focus"):
-            documents = kb.focus(question, context, settings.focus_sentences,
-                                 text_order=rng.random() < settings.text_order_share)
+            documents = kb.focus(question, context, settings.focus_sentences)
             if position and not any(n == position and fact.span in c.text for n, c in documents):
                 unfocused += 1  # the focus missed the answer: this prompt would teach guessing
                 continue
@@ -349,8 +344,6 @@ def keyword_question(fact: Fact) -> str:
     # other numbers are other facts: leave them out
     after = [w for w in after_words if w.lower() not in _STOP and not any(c.isdigit() for c in w)]
     words = before[-4:] + after[: 2 if before else 4]
-    if len(words) < 2:  # "Who pier?" asks nothing: the echo question does
-        return wh_question(fact)
     return f"{wh} {' '.join(words)}?".replace(" ?", "?")
 
 

@@ -148,9 +148,6 @@ class FocusSettings:
     strict: bool = False
     """Only sentences that hold an answer of the asked shape (``answers_shape``); none for a question
     that asks for no number."""
-    text_order: bool = False
-    """Documents in their order in ``chunks`` and sentences in their order in the text, not best
-    first: for training prompts, where the best sentence would always be the answer."""
 
 
 def split_sentences(text: str) -> list[str]:
@@ -451,9 +448,9 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
         picked.setdefault(n, []).append(i)
         best[n] = max(best.get(n, -math.inf), float(scores[i]))
     out = []
-    for n in sorted(picked) if settings.text_order else sorted(picked, key=lambda m: -best[m]):
+    for n in sorted(picked, key=lambda m: -best[m]):
         lines: list[str] = []
-        for i in sorted(picked[n]) if settings.text_order else picked[n]:
+        for i in picked[n]:
             _, prefix, sentence = units[i]
             for line in prefix.splitlines():  # a heading or header row shared by two sentences comes once
                 if line not in lines:

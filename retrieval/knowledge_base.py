@@ -222,12 +222,12 @@ class KnowledgeBase:
             return reader.document_frequencies(words, prefix)
 
     def focus(self, question: str, chunks: list[Chunk], sentences: int = 4,
-              strict: bool = False, text_order: bool = False) -> list[tuple[int, Chunk]]:
+              strict: bool = False) -> list[tuple[int, Chunk]]:
         """``retrieval.focus.focus_chunks`` with this KB's embedder and word statistics."""
         from retrieval.focus import FocusSettings, focus_chunks
 
         return focus_chunks(question, chunks, self.embedder, self.document_frequencies,
-                            FocusSettings(sentences=sentences, strict=strict, text_order=text_order))
+                            FocusSettings(sentences=sentences, strict=strict))
 
     def unknown_terms(self, question: str, chunks: list[Chunk], similarity: float = 0.45) -> list[str]:
         """``retrieval.focus.unknown_terms`` with this KB's embedder and word statistics."""
