@@ -14,8 +14,7 @@ citations keep pointing at whole chunks with exact provenance. A sentence is sco
 
 A sentence is read whole: lines wrapped inside a paragraph (Markdown and PDF text) are joined
 before sentences are split. Its context is what it needs to be understood alone: the heading above
-it ("MV Kestrel Vane" for "She was built in 2019 by Ferrand Marine", from the chunk's section when
-the chunk starts below the heading), the FAQ question it answers,
+it ("MV Kestrel Vane" for "She was built in 2019 by Ferrand Marine"), the FAQ question it answers,
 and for a table row the header row; the context is scored with the sentence and travels with it
 into the prompt. The documents come in the order of their best sentence, and the sentences inside
 a document best first, so the likeliest answer is read first. On the demo eval (55 answerable
@@ -222,11 +221,11 @@ def text_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
-def text_units(text: str, heading: str = "") -> list[tuple[str, str]]:
+def text_units(text: str) -> list[tuple[str, str]]:
     """(prefix, sentence) units of a chunk: its sentences and table rows. The prefix is the context a
-    unit needs to be understood alone: the heading above it (``heading``, the section's, until the
-    chunk's text has one of its own) and, for a table row, the header row."""
+    unit needs to be understood alone: the heading above it and, for a table row, the header row."""
     units: list[tuple[str, str]] = []
+    heading = ""
     header: str | None = None
     for kind, block in text_blocks(text):
         if kind == "heading":
@@ -241,13 +240,6 @@ def text_units(text: str, heading: str = "") -> list[tuple[str, str]]:
             header = None
             units.extend((heading, s) for s in _sentences(block))
     return units
-
-
-def section_heading(chunk: Chunk) -> str:
-    """The innermost heading of the section ``chunk`` is in ("MV Kestrel Vane" of "Fleet guide > MV
-    Kestrel Vane"): the context of its sentences above the chunk's first heading, which a chunk
-    cut from the middle of a section does not hold ("She carries 220 passengers")."""
-    return chunk.heading.rsplit(" > ", 1)[-1].strip()
 
 
 def content_stems(text: str) -> set[str]:
@@ -421,7 +413,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
     if settings.sentences <= 0 or not chunks:
         return list(enumerate(chunks, start=1))
     units = [(n, prefix, sentence) for n, chunk in enumerate(chunks, start=1)
-             for prefix, sentence in text_units(chunk.text, section_heading(chunk))]
+             for prefix, sentence in text_units(chunk.text)]
     if settings.strict:
         if asked_shapes(question) is None:
             return []

@@ -169,16 +169,6 @@ def test_focus_keeps_the_answering_sentence_inside_its_numbered_document(tiny_em
     assert citations[0].chunk is PETS and not dropped  # citations resolve against the whole chunks
 
 
-def test_a_chunk_cut_below_its_heading_reads_its_sentences_under_the_sections_heading(tiny_embedder):
-    assert text_units("She carries 220 passengers.\n\n## Fares\nAdults pay €19.80.", "MV Kestrel Vane") == [
-        ("MV Kestrel Vane", "She carries 220 passengers."), ("## Fares", "Adults pay €19.80.")]
-    middle = dataclasses.replace(chunk(1, "She carries 220 passengers and 24 cars. Her deck 3 has the Quiet Cabin.",
-                                       "Fleet guide"), heading="Fleet guide > MV Kestrel Vane")
-    pairs = focus_chunks("How many passengers does the Kestrel Vane carry?", [middle, HISTORY, PETS], tiny_embedder,
-                         settings=FocusSettings(sentences=2, lexical=5.0))
-    assert pairs[0][1].text.split("\n")[:2] == ["MV Kestrel Vane", "She carries 220 passengers and 24 cars."]
-
-
 def test_a_table_row_travels_with_its_header(tiny_embedder):
     pairs = focus_chunks("What is the adult single fare to Brannock Isle?", [PETS, FARES, HISTORY], tiny_embedder,
                          settings=FocusSettings(sentences=1, lexical=5.0))
