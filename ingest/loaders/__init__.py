@@ -39,7 +39,7 @@ READER_VERSIONS: dict[Callable[[Path, str], ExtractedDocument], int] = {
     load_text: 1,
     load_markdown: 1,
     load_html: 1,
-    load_pdf: 2,  # 2: headings from type sizes
+    load_pdf: 1,
     load_docx: 1,
 }
 

@@ -1,19 +1,13 @@
 """PDF files: text per page with pypdf, pages joined by a blank line, one (page, start, end) span each.
 
 The outline (bookmarks), when the PDF has one, gives the heading structure: each entry becomes a
-heading at the place its title appears on its target page (or at the page's start). Without one,
-the type sizes do: a short line set larger than the body text (the size most of the document's
-characters have) is a heading, the largest size level 1, the next level 2 and so on, as a report
-or guide exported from a word processor or typeset with heading styles shows them. A document whose
-larger text is more than a third of it (a poster, a slide deck) gets no headings from sizes.
+heading at the place its title appears on its target page (or at the page's start).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
-from collections import Counter
 from pathlib import Path
 
 from ingest.errors import IngestError
@@ -55,7 +49,6 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
         raise IngestError(source, "the PDF has no pages; nothing to ingest")
 
     raw_pages: list[str] = []
-    sized: list[list[tuple[float, str]]] = []
     failed: list[int] = []
     for number, page in enumerate(reader.pages, 1):
         try:
@@ -64,7 +57,6 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
             log.warning("%s: page %d: cannot extract text (%s); skipping the page", source, number, _reason(exc))
             failed.append(number)
             raw_pages.append("")
-        sized.append(_sized_runs(page) if raw_pages[-1] else [])
     parts = _drop_running_lines(raw_pages)
     pages: list[tuple[int, int, int]] = []
     pos = 0
@@ -80,7 +72,7 @@ def load_pdf(path: Path, source: str) -> ExtractedDocument:
         raise IngestError(source, f"no extractable text in {page_count} page(s): a scanned or image-only PDF? "
                                   "run OCR first (e.g. ocrmypdf in.pdf out.pdf)")
     title = _metadata_title(reader) or path.stem
-    headings = _outline_headings(reader, text, pages) or _size_headings(sized, text, pages)
+    headings = _outline_headings(reader, text, pages)
     return ExtractedDocument(source=source, title=title, format="pdf", text=text, pages=tuple(pages),
                              sha256=sha256_of(data), headings=headings)
 
@@ -238,68 +230,6 @@ def _metadata_title(reader) -> str:
 _PLACEHOLDER_TITLE = re.compile(
     r"^(untitled.*|\(?anonymous\)?|none|null|title|document\d*|microsoft \w+ - .*|.*\.(docx?|pdf|tex|dvi|rtf|odt))$",
     re.IGNORECASE)
-
-
-def _sized_runs(page) -> list[tuple[float, str]]:
-    """(rendered type size, text) of each run of text on ``page``, in reading order; [] if unreadable."""
-    runs: list[tuple[float, str]] = []
-
-    def visit(text, cm, tm, font, size):
-        words = " ".join(text.split())
-        if words:
-            scale = math.hypot(tm[2], tm[3]) * math.hypot(cm[2], cm[3])
-            runs.append((round(size * scale, 1), words))
-
-    try:
-        page.extract_text(visitor_text=visit)
-    except Exception as exc:
-        log.debug("no type sizes on a page (%s)", _reason(exc))
-        return []
-    return runs
-
-
-_MAX_HEADING_WORDS = 12
-_LARGER = 1.15  # a heading's size over the body's
-
-
-def _size_headings(sized: list[list[tuple[float, str]]], text: str,
-                   pages: list[tuple[int, int, int]]) -> tuple[tuple[int, int, str], ...]:
-    """(offset, level, title) for each short line set larger than the body text (see the module docstring)."""
-    chars: Counter[float] = Counter()
-    for runs in sized:
-        for size, words in runs:
-            chars[size] += len(words)
-    if not chars:
-        return ()
-    body = chars.most_common(1)[0][0]
-    if sum(n for size, n in chars.items() if size >= body * _LARGER) > sum(chars.values()) / 3:
-        return ()
-    found: list[tuple[int, float, str]] = []  # (page index, size, label)
-    for index, runs in enumerate(sized):
-        merged: list[tuple[float, str]] = []
-        for size, words in runs:  # a heading wrapped onto two lines comes as two runs of one size
-            if size >= body * _LARGER and merged and merged[-1][0] == size and merged[-1][1] is not None:
-                merged[-1] = (size, f"{merged[-1][1]} {words}")
-            else:
-                merged.append((size, words if size >= body * _LARGER else None))
-        for size, label in merged:
-            if (label and re.search(r"[^\W\d_]", label) and len(label.split()) <= _MAX_HEADING_WORDS
-                    and not label.endswith((".", ",", ";"))):
-                found.append((index, size, label))
-    levels = {size: level for level, size in enumerate(sorted({s for _, s, _ in found}, reverse=True)[:6], start=1)}
-    headings: list[tuple[int, int, str]] = []
-    cursor = 0
-    for index, size, label in found:
-        if size not in levels:
-            continue
-        _, start, end = pages[index]
-        # the heading's own line(s), not the same words in a table cell or a sentence above it
-        line = re.compile(r"(?m)^" + r"\s+".join(map(re.escape, label.split())) + r"[ \t]*$")
-        match = line.search(text, max(cursor, start), end)
-        if match:
-            headings.append((match.start(), levels[size], label))
-            cursor = match.end()
-    return tuple(headings)
 
 
 def _outline_headings(reader, text: str, pages: list[tuple[int, int, int]]) -> tuple[tuple[int, int, str], ...]:

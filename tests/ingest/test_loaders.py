@@ -226,34 +226,16 @@ def test_pdf_outline_entries_become_headings_on_their_pages(tmp_path, build_pdf)
 
 
 def _draw_pdf(path, lines):
-    """A one-page PDF with each (x, y, text) drawn where it says, in Helvetica of 10 points or of
-    the size a fourth item gives."""
+    """A one-page PDF with each (x, y, text) drawn where it says."""
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
     c = canvas.Canvas(str(path), pagesize=A4)
-    for x, y, text, *size in lines:
-        c.setFont("Helvetica-Bold" if size else "Helvetica", size[0] if size else 10)
+    for x, y, text in lines:
         c.drawString(x, y, text)
     c.showPage()
     c.save()
     return path
-
-
-def test_pdf_lines_set_larger_than_the_body_are_headings_levelled_by_size(tmp_path):
-    body = ["The cooperative runs six ships on six routes around the isles.",
-            "She was built in 2019 by Ferrand Marine of Solvik and serves the Brannock route.",
-            "She carries 220 passengers and 24 cars, and her batteries charge overnight."]
-    lines = [(72, 780, "Fleet guide", 18), (72, 750, body[0]), (72, 730, "MV Kestrel Vane"), (250, 730, "2019"),
-             (72, 700, "MV Kestrel Vane", 14), (72, 680, body[1]), (72, 665, body[2]),
-             (72, 640, "Maintenance", 14), (72, 620, body[0])]
-    doc = load_document(_draw_pdf(tmp_path / "fleet.pdf", lines))
-    assert [(level, label) for _, level, label in doc.headings] == [
-        (1, "Fleet guide"), (2, "MV Kestrel Vane"), (2, "Maintenance")]
-    for offset, _, label in doc.headings:  # on the heading's own line, not the table row above it
-        assert doc.text[offset:].split("\n")[0] == label
-    poster = [(72, 780 - 40 * i, f"Line {i} of a poster set large", 24) for i in range(6)] + [(72, 500, body[0])]
-    assert load_document(_draw_pdf(tmp_path / "poster.pdf", poster)).headings == ()
 
 
 def test_pdf_table_rows_become_pipe_rows_like_html_and_docx_tables(tmp_path):
