@@ -1,10 +1,11 @@
 """The ingest pipeline: files and folders in, chunks and vectors in a knowledge base out.
 
 ``ingest_paths`` walks the paths, hashes every file and skips the ones whose bytes, chunking
-settings and reader (the loader's version, ``reader_version``) match what the KB holds, without loading the embedder; the rest are loaded, chunked,
-embedded in length-sorted batches and written in transactions of about ``BATCH_CHUNKS`` chunks,
-each a new KB generation. A document is always written whole, so a killed ingest leaves every
-document in its old or its new version, and running it again continues where it stopped.
+settings and reader (the loader's version, ``reader_version``) match what the KB holds, without
+loading the embedder; the rest are loaded, chunked, embedded in length-sorted batches and written
+in transactions of about ``BATCH_CHUNKS`` chunks, each a new KB generation. A document is always
+written whole, so a killed ingest leaves every document in its old or its new version, and running
+it again continues where it stopped.
 One bad file never stops a run: it becomes one line in ``IngestReport.failed``.
 """
 
