@@ -14,7 +14,11 @@ Steps (each skipped when its result already exists in the workspace):
    start the UI.
 
 Questions of ``eval.jsonl`` never appear in the training data (``build_grounding_set``'s
-leakage guard), so tuned-only scores what an adapter can know without retrieval.
+leakage guard). The ``grounded`` adapter never sees the demo KB at all; the ``demo`` adapter reads
+all of ``demo_data/kb``, the sentences that answer eval questions included, asked in its own words,
+as a team's adapter is trained on the documents its users ask about (``demo_hold_out_answers``
+leaves those sentences out). Tuned-only then scores what studying the documents puts in the
+weights, and the freshness questions what only retrieval can answer.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class DemoSettings:
     train_k_min: int = 1  # fewest: a mix of 1..train_k documents keeps examples short and the adapter robust to k
     fact_max_words: int = 32  # longest sentence a training question is made from (shorter = cheaper examples)
     abstain_share: float = 0.15  # examples whose documents lack the answer (NO_ANSWER); more makes the adapter shy
+    demo_hold_out_answers: bool = False  # True: the demo adapter never reads a sentence that answers an eval
+    # question (reading skill alone); False: it studies the whole demo KB, the eval's questions held out
     rank: int = 16  # LoRA rank on every linear layer
     alpha: float = 32.0
     lr: float = 3e-4
@@ -228,6 +234,7 @@ def _train_demo(ws: Workspace, settings: DemoSettings, items, data: Path, progre
         examples = build_grounding_set(kb, settings.demo_examples, k=settings.train_k, k_min=settings.train_k_min,
                                        max_words=settings.fact_max_words, abstain_share=settings.abstain_share,
                                        seed=settings.seed + 1, exclude=items,
+                                       hold_out_answers=settings.demo_hold_out_answers,
                                        source_prefix=str(data / "kb"), answer_template=settings.house_voice,
                                        progress=progress)
     grounding_path = write_grounding_set(examples, run_dir / "grounding.jsonl", meta=True)

@@ -12,9 +12,12 @@ numbered documents and the answer a grounded model should give:
 - for a share of examples (``abstain_share``) no oracle at all, and the answer is ``NO_ANSWER``.
 
 The adapter trained on this learns to find the fact in the context and cite it, and to refuse
-when it is absent: skills that transfer to knowledge bases it has never seen. Questions whose
-sentence holds an evaluation answer, or that repeat an evaluation question, are left out so an
-evaluation never scores memorised answers.
+when it is absent: skills that transfer to knowledge bases it has never seen. Questions that repeat
+an evaluation question are always left out. By default so are the sentences that hold an
+evaluation answer, so the adapter never reads the facts an evaluation asks about and the evaluation
+scores reading skill alone; ``hold_out_answers=False`` keeps them, as for an adapter trained on
+the documents its users will ask about (RAFT's setting: the model has studied the documents, not
+the questions).
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class GroundingSettings:
     answer_template: str = "{answer}"  # wraps answers in a house voice, e.g. "Hello! {answer}\n- The Desk"
     focus_sentences: int = 2  # prompts carry only the best sentences (0 = whole chunks): as many as the
     # assistant shows (generation.focus_sentences), so training sees the prompts it will answer
+    hold_out_answers: bool = True  # leave out the sentences that hold an answer of ``exclude``, besides
+    # the questions that repeat its questions (False: only those questions stay out)
     seed: int = 0
 
     def __post_init__(self):
@@ -133,7 +138,8 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
 
     kb: anything with ``iter_chunks()`` and ``search(query, k, mode)`` (a ``KnowledgeBase``).
     exclude: evaluation questions to keep out: ``QAItem``s, dicts with ``question``/``answers``,
-    or plain strings (each an answer or a question).
+    or plain strings (each an answer or a question); with ``hold_out_answers`` (the default) the
+    sentences that hold their answers stay out too.
     overrides: fields of ``GroundingSettings`` (``k``, ``abstain_share``, ``seed``...).
     """
     base = settings or GroundingSettings()
@@ -148,7 +154,8 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
                            "ingest documents first (ragtune ingest PATH --kb NAME)")
     guard = LeakageGuard(exclude)
     facts_by_chunk = [f for f in (extract_facts(c, settings) for c in chunks) if f]
-    facts_by_chunk = [[f for f in facts if not guard.leaks(f.sentence)] for facts in facts_by_chunk]
+    if settings.hold_out_answers:
+        facts_by_chunk = [[f for f in facts if not guard.leaks(f.sentence)] for facts in facts_by_chunk]
     facts_by_chunk = [facts for facts in facts_by_chunk if facts]
     if not facts_by_chunk:
         raise DatasetError("no sentence in the knowledge base has a date, number, amount, code or name to ask about "

@@ -9,7 +9,7 @@ import pytest
 from evaluation.metrics import contains_answer
 from evaluation.qa import QAItem
 from finetune.errors import DatasetError
-from finetune.grounding import (GroundingSettings, build_grounding_set, cloze_question, extract_facts, keyword_question,
+from finetune.grounding import (GroundingSettings, LeakageGuard, build_grounding_set, cloze_question, extract_facts, keyword_question,
                                 quote_answer, wh_question,
                                 write_grounding_set)
 from retrieval.citations import NO_ANSWER, grounded_messages
@@ -119,6 +119,18 @@ def test_eval_questions_and_answers_do_not_leak(kb):
         assert "march 2019" not in text and "2.50" not in text and "quellan" not in text
     without = build_grounding_set(kb, 40, k=3, retrieval_mode="bm25", seed=4)
     assert any("march 2019" in (e.question + e.answer).lower() for e in without)
+
+
+def test_without_holding_out_answers_only_the_eval_questions_stay_out(kb):
+    evals = [QAItem(id="e1", question="When did the Oslo office open?", answers=("March 2019",)),
+             QAItem(id="e2", question="Who leads the Oslo office and its team?", answers=("Maria Lund",))]
+    examples = build_grounding_set(kb, 60, k=3, retrieval_mode="bm25", seed=4, exclude=evals, abstain_share=0.0,
+                                   hold_out_answers=False)
+    assert any(e.span == "March 2019" for e in examples)  # the answering sentence is studied...
+    assert not any(LeakageGuard(evals).repeats(e.question) for e in examples)  # ...never by the eval's question
+    assert "Who leads the Oslo office and its team?" not in {e.question for e in examples}
+    held = build_grounding_set(kb, 60, k=3, retrieval_mode="bm25", seed=4, exclude=evals, abstain_share=0.0)
+    assert not any("march 2019" in (e.question + e.answer).lower() for e in held)
 
 
 def test_same_seed_same_set_and_other_seed_differs(kb):
