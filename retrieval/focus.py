@@ -68,9 +68,10 @@ _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 # question taxonomy). A number of another shape is a weaker answer than one of the asked shape, and
 # a stronger one than no number at all: "founded on 14 March 1987" does not say how many founded it.
 _SHAPES = {
-    # whole amounts: "€95" is money to its last digit, so no "5" is left over to count as a count
+    # whole amounts: "€95" is money to its last digit, so no "5" is left over to count as a count; "free"
+    # is a price, "car-free" and "free-standing" are not
     "money": re.compile(r"[€£$¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:million|billion|thousand|bn|m|k)\b)?|"
-                       r"\d[\d,]*(?:\.\d+)?\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|\bfree\b",
+                       r"\d[\d,]*(?:\.\d+)?\s?(?:euros?|eur|pounds?|gbp|dollars?|usd|pence|cents?)\b|(?<![\w-])free\b(?!-)",
                        re.I),
     "percent": re.compile(r"\d[\d,]*(?:\.\d+)?\s?%|\d[\d,]*(?:\.\d+)?\s?per ?cent\b|\bper ?cent\b", re.I),
     "clock": re.compile(r"\b\d{1,2}[:.]\d\d\b|\b\d{1,2}\s?(?:am|pm)\b|\bnoon\b|\bmidnight\b", re.I),

@@ -107,6 +107,8 @@ def test_the_asked_kind_must_be_something_the_question_does_not_already_say(tiny
     ("What is the tallest vehicle it accepts?", "Maximum vehicle height: 4.6 metres [1].", True),
     ("What is the top speed of Skimmer Two?", "A top speed of 28 knots [1].", True),
     ("What is the largest balance a card can hold?", "Up to €250 [1].", True),  # no dimension: any amount
+    ("How much does a child ticket cost?", "Children under five travel free [1].", True),  # free is a price
+    ("How much does it cost to hire the launch?", "She links Brannock with car-free Little Orrin [2].", False),
 ])
 def test_answers_shape_wants_a_new_number_of_the_asked_shape(question, answer, holds):
     assert answers_shape(answer, question) is holds
