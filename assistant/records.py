@@ -47,16 +47,17 @@ class GenerationSettings:
     most likely to answer (retrieval/focus.py), each inside its chunk's numbered document; citations
     still name whole chunks. It lets the embedded 135M model read the right sentence. ``--from-kb``
     adapters are trained on prompts with as many (GroundingSettings.focus_sentences); on the demo
-    eval a demo adapter trained on 4 answered 38, 44 and 36 of 66 questions given 1, 2 and 4
+    eval's first 66 questions a demo adapter trained on 4 answered 38, 44 and 36 given 1, 2 and 4
     sentences. 0 = whole chunks, better for models of a few billion parameters and up."""
     unknown_terms: float = 0.45
     """Unknown-term check: the assistant answers NO_ANSWER without generating when a content word of
     the question appears in no chunk of the knowledge base and no word of the retrieved chunks comes
     within this embedder cosine of it (retrieval/focus.py ``unknown_terms``): the documents never
     mention a mascot or a fax number, so a question about one is not answered from the nearest
-    sentence. -1 disables the check. Calibrated with all-MiniLM-L6-v2 on the demo eval: the absent
-    words of its answerable questions have a context word at 0.49 or more ("took" to "spent",
-    "tallest" to "height"), those of its unanswerable ones at 0.35 to 0.53 (0.45 catches 6 of 9)."""
+    sentence. -1 disables the check. Calibrated with all-MiniLM-L6-v2 on the demo eval's first 66
+    questions: the absent words of its answerable questions have a context word at 0.49 or more
+    ("took" to "spent", "tallest" to "height"), those of its unanswerable ones at 0.35 to 0.53 (0.45
+    catches 6 of 9)."""
     copy_numbers: bool = True
     """In rag and hybrid, the local backend lets the answer write only digit runs that the documents
     shown, the question or the conversation hold (assistant/copying.py): a small model can no longer
