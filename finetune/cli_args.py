@@ -51,13 +51,23 @@ def train_from_args(ws: Workspace, args) -> int:
     progress = not (args.quiet or args.json)
     settings = load_train_settings(ws, args.config, train_overrides(args))
     name = args.name or default_name(settings.data, args.from_kb)
+    exclude = getattr(args, "exclude", None) or []
+    hold_out = getattr(args, "hold_out_answers", False)
+    if (exclude or hold_out) and not args.from_kb:
+        raise TrainError("--exclude and --hold-out-answers shape a grounding set: use them with --from-kb KB")
+    if hold_out and not exclude:
+        raise TrainError("--hold-out-answers needs the eval set whose answers to hold out: --exclude QA.jsonl")
     if args.from_kb and not args.resume:
         if args.data:
             raise TrainError("pass either DATA files or --from-kb, not both (mix general data in with --mix)")
         import dataclasses
 
+        from evaluation.qa import load_qa
+
+        items = [item for qa in exclude for item in load_qa(qa)]
         path = write_grounding_set(ws, args.from_kb, run_dir_for(ws, name) / "grounding.jsonl",
-                                   settings.max_examples or DEFAULT_GROUNDING_EXAMPLES, progress)
+                                   settings.max_examples or DEFAULT_GROUNDING_EXAMPLES, progress,
+                                   exclude=items, hold_out_answers=hold_out)
         settings = dataclasses.replace(settings, data=[str(path)], format="messages")
     info = train_adapter(ws, name, settings, resume=args.resume, progress=progress)
     if args.json:
@@ -75,17 +85,21 @@ def train_from_args(ws: Workspace, args) -> int:
     return 0
 
 
-def write_grounding_set(ws: Workspace, kb_name: str, path: Path, n_examples: int, progress: bool = True) -> Path:
+def write_grounding_set(ws: Workspace, kb_name: str, path: Path, n_examples: int, progress: bool = True,
+                        exclude=(), hold_out_answers: bool = False) -> Path:
     """Build a grounding (RAFT-style) set from knowledge base ``kb_name`` and write it as JSONL at ``path``.
 
     Each line is ``{"messages": [...], "meta": {...}}``: trainable as chat messages, with the
-    provenance (oracle chunk, position, kind) kept for inspection.
+    provenance (oracle chunk, position, kind) kept for inspection. ``exclude``: evaluation
+    ``QAItem``s whose questions stay out (and, with ``hold_out_answers``, the sentences holding
+    their answers).
     """
     from finetune import grounding
     from retrieval.knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase.open(ws.kb_path(kb_name))
-    examples = grounding.build_grounding_set(kb, n_examples, progress=progress)
+    examples = grounding.build_grounding_set(kb, n_examples, progress=progress, exclude=list(exclude),
+                                             hold_out_answers=hold_out_answers)
     if not examples:
         raise TrainError(f"knowledge base {kb_name!r} gave no grounding examples; ingest documents first: "
                          f"ragtune ingest DOCS --kb {kb_name}")

@@ -263,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", "train an adapter (lora, qlora, dora, freeze, full)", (common, kbopt))
     p.add_argument("data", nargs="*", help="alpaca, sharegpt or chat-messages JSON/JSONL")
     p.add_argument("--from-kb", metavar="KB", help="build a grounding (RAFT-style) set from this knowledge base")
+    p.add_argument("--exclude", action="append", default=[], metavar="QA.jsonl",
+                   help="with --from-kb: an eval set whose questions never enter the training set (repeatable)")
+    p.add_argument("--hold-out-answers", action="store_true",
+                   help="with --exclude: also leave out the sentences that answer its questions, so the eval "
+                        "scores reading alone")
     p.add_argument("--name", help="adapter name (default: derived from the data file)")
     p.add_argument("--config", help="YAML file with training settings; flags override it")
     p.add_argument("--format", choices=["auto", "alpaca", "sharegpt", "messages"], default="auto")

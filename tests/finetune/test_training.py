@@ -255,8 +255,9 @@ def test_real_default_model_trains_a_few_steps_and_reloads(workspace, qa_path, r
     assert sum("lora_A" in n for n, _ in model.named_parameters()) == 30 * 7  # every linear layer of 30 blocks
 
 
-def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, tmp_path, tiny_embedder_path,
-                                                                   tiny_llama_path, capsys):
+@pytest.fixture
+def team_kb(workspace, tmp_path, tiny_embedder_path):
+    """A knowledge base "team" of two short documents, and a quick training config beside it."""
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase
 
@@ -272,8 +273,17 @@ def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, tmp_
         ingest_paths(kb, [docs], progress=False)
     config = tmp_path / "quick.yaml"
     config.write_text("report_examples: 1\nreport_max_new_tokens: 4\nval_ratio: 0.25\n")
-    code = main(["train", "--from-kb", "team", "--base", str(tiny_llama_path), "--max-steps", "2", "--max-examples",
-                 "12", "--batch-size", "4", "--config", str(config), "--quiet", "--json", "--home", str(workspace.home)])
+    return config
+
+
+def _train_from_team(workspace, config, tiny_llama_path, *flags):
+    return main(["train", "--from-kb", "team", "--base", str(tiny_llama_path), "--max-steps", "2", "--max-examples",
+                 "12", "--batch-size", "4", "--config", str(config), "--quiet", "--json", "--home",
+                 str(workspace.home), *flags])
+
+
+def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, team_kb, tiny_llama_path, capsys):
+    code = _train_from_team(workspace, team_kb, tiny_llama_path)
     assert code == 0
     manifest = json.loads(capsys.readouterr().out)["manifest"]
     grounding = workspace.runs_dir / "train-grounded-team" / "grounding.jsonl"
@@ -281,6 +291,39 @@ def test_train_from_kb_writes_the_grounding_set_and_trains_on_it(workspace, tmp_
     assert manifest["dataset"][0]["path"] == str(grounding) and manifest["dataset"][0]["format"] == "messages"
     assert len(rows) == manifest["dataset"][0]["examples"] > 0
     assert rows[0]["messages"][0]["role"] == "system" and "meta" in rows[0]
+
+
+def test_train_from_kb_keeps_an_eval_set_out(workspace, team_kb, tmp_path, tiny_llama_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"id": "e1", "question": "In which year was the company founded?",
+                              "answers": ["1987"]}) + "\n")
+    grounding = workspace.runs_dir / "train-grounded-team" / "grounding.jsonl"
+
+    def questions_and_answers():
+        rows = [json.loads(line) for line in grounding.read_text().splitlines()]
+        return [(r["meta"]["question"], r["meta"]["answer"]) for r in rows]
+
+    assert _train_from_team(workspace, team_kb, tiny_llama_path, "--exclude", str(qa)) == 0
+    studied = questions_and_answers()
+    assert any("1987" in answer for _, answer in studied)  # the answering sentence is studied...
+    assert not any("In which year was the company founded?" in q for q, _ in studied)
+    assert _train_from_team(workspace, team_kb, tiny_llama_path, "--exclude", str(qa), "--hold-out-answers",
+                            "--name", "held") == 0
+    grounding = workspace.runs_dir / "train-held" / "grounding.jsonl"
+    assert not any("1987" in q + a for q, a in questions_and_answers())  # ...unless answers are held out
+    capsys.readouterr()
+
+
+def test_train_exclude_errors_name_the_flag_or_the_line(workspace, team_kb, tmp_path, tiny_llama_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"id": "e1", "question": "When?", "answers": ["1987"]}\n{"id": "e2"\n')
+    assert main(["train", "data.jsonl", "--exclude", str(qa), "--home", str(workspace.home)]) == 1
+    assert "use them with --from-kb KB" in capsys.readouterr().err
+    assert _train_from_team(workspace, team_kb, tiny_llama_path, "--hold-out-answers") == 1
+    assert "--exclude QA.jsonl" in capsys.readouterr().err
+    assert _train_from_team(workspace, team_kb, tiny_llama_path, "--exclude", str(qa)) == 1
+    assert f"{qa}:2: not valid JSON" in capsys.readouterr().err
+    assert not (workspace.adapters_dir / "grounded-team").exists()
 
 
 def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_path):
