@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -88,13 +89,13 @@ def run_demo(ws: Workspace, ui: bool = True, port: int = 8501, progress: bool = 
     items = _eval_items(data)
 
     say(f"[1/6] knowledge base '{settings.kb}' from {data / 'kb'}")
-    _ingest(ws, settings.kb, [data / "kb"], settings, progress, say)
+    _ingest(ws, settings.kb, [data / "kb"], data, settings, progress, say)
 
     say(f"[2/6] adapter '{settings.grounded_adapter}' (grounding on {data / 'general'}, not on the demo KB)")
     if _adapter_exists(ws, settings.grounded_adapter):
         say("      present: reused")
     else:
-        _ingest(ws, settings.general_kb, [data / "general"], settings, progress, say)
+        _ingest(ws, settings.general_kb, [data / "general"], data, settings, progress, say)
         _train_grounded(ws, settings, items, progress, say)
 
     say(f"[3/6] adapter '{settings.demo_adapter}' (grounding on the demo KB in the house voice + style.jsonl)")
@@ -104,7 +105,7 @@ def run_demo(ws: Workspace, ui: bool = True, port: int = 8501, progress: bool = 
         _train_demo(ws, settings, items, data, progress, say)
 
     say(f"[4/6] documents added after training: {data / 'freshness'}")
-    _ingest(ws, settings.kb, [data / "freshness"], settings, progress, say)
+    _ingest(ws, settings.kb, [data / "freshness"], data, settings, progress, say)
 
     say("[5/6] evaluation: prompt, rag, tuned, hybrid (adapter demo) and hybrid:grounded")
     summary, out_dir, reused = _evaluate(ws, settings, data, progress, generator)
@@ -171,20 +172,41 @@ def _eval_items(data: Path):
     return load_qa(data / "eval.jsonl", set(load_style_checks(data / "style_checks.yaml")))
 
 
-def _ingest(ws: Workspace, kb_name: str, paths: list[Path], settings: DemoSettings, progress: bool, say: Say) -> None:
+def _ingest(ws: Workspace, kb_name: str, paths: list[Path], data: Path, settings: DemoSettings, progress: bool,
+            say: Say) -> None:
     from assistant.models import model_settings
     from ingest.chunking import ChunkingSettings
-    from ingest.pipeline import ingest_paths
+    from ingest.pipeline import ingest_paths, remove_documents
     from retrieval.knowledge_base import KnowledgeBase
 
     chunking = ChunkingSettings(chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.overlap_tokens)
     path = ws.kb_path(kb_name)
     embedder = None if KnowledgeBase.exists(path) else model_settings(ws).embedder  # an existing KB keeps its own
     with KnowledgeBase.open(path, embedder=embedder, create=True) as kb:
+        moved = _from_another_copy([d.source for d in kb.list_documents()], data)
+        if moved:
+            remove_documents(kb, moved)
+            say(f"      {len(moved)} documents removed: the same demo files read from another copy of "
+                f"{data.name} (a moved or second checkout), now read from {data}")
         report = ingest_paths(kb, [str(p) for p in paths], progress=progress, settings=chunking)
     say(f"      {report.summary_line()}")
     for failure in report.failed:
         say(f"      warning: {failure.source}: {failure.reason}")
+
+
+def _from_another_copy(sources: list[str], data: Path) -> list[str]:
+    """Stored documents that are files of ``data`` read from another copy of it: the same path below a
+    folder of the same name elsewhere. Left in, a moved checkout would hold every document twice."""
+    here = os.path.abspath(data) + os.sep  # as ingest stores sources
+    marker = f"{os.sep}{data.name}{os.sep}"
+    copies = []
+    for source in sources:
+        if source.startswith(here) or marker not in source:
+            continue
+        relative = source.rsplit(marker, 1)[1]
+        if (data / relative).is_file():
+            copies.append(source)
+    return copies
 
 
 def _adapter_exists(ws: Workspace, name: str) -> bool:

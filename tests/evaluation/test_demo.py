@@ -66,6 +66,20 @@ def test_demo_builds_trains_evaluates_and_a_second_run_reuses_everything(demo_ws
     assert text.count("present: reused") == 2 and "reused: " in text
     assert "0 added, 0 updated" in text
 
+    # a moved checkout: the same files from another folder replace the old ones instead of doubling them
+    moved = small_demo_data.parent / "moved" / small_demo_data.name
+    shutil.copytree(small_demo_data, moved)
+    (moved / "kb" / "extra-notes.md").write_text("# Notes\n\nA file of the new copy only.\n")
+    with KnowledgeBase.open(demo_ws.kb_path("demo")) as kb:
+        before = {d.source for d in kb.list_documents()}
+    fourth = []
+    run_demo(demo_ws, ui=False, progress=False, say=fourth.append, settings=TINY, data=moved)
+    with KnowledgeBase.open(demo_ws.kb_path("demo")) as kb:
+        after = {d.source for d in kb.list_documents()}
+    assert after == {s.replace(str(small_demo_data), str(moved)) for s in before} | {str(moved / "kb" / "extra-notes.md")}
+    assert f"{len(before)} documents removed" in "\n".join(fourth)
+    small_demo_data = moved
+
     # other generation settings in config.yaml are other answers: the evaluation runs again
     config = yaml.safe_load(demo_ws.config_path.read_text())
     demo_ws.config_path.write_text(yaml.safe_dump({**config, "generation": {**config["generation"], "focus_sentences": 1}}))
