@@ -51,8 +51,7 @@ def train_from_args(ws: Workspace, args) -> int:
     progress = not (args.quiet or args.json)
     settings = load_train_settings(ws, args.config, train_overrides(args))
     name = args.name or default_name(settings.data, args.from_kb)
-    exclude = getattr(args, "exclude", None) or []
-    hold_out = getattr(args, "hold_out_answers", False)
+    exclude, hold_out = args.exclude, args.hold_out_answers
     if (exclude or hold_out) and not args.from_kb:
         raise TrainError("--exclude and --hold-out-answers shape a grounding set: use them with --from-kb KB")
     if hold_out and not exclude:
