@@ -429,16 +429,19 @@ class LocalBackend(GenerationBackend):
         job = _Job(messages, settings, adapter, cancel or threading.Event(), queue.Queue(), numbers)
         self._jobs.add(job)
         compute.submit(self._run, job)
+        done = False
         try:
             while True:
                 kind, value = job.out.get()
                 if kind == "error":
                     raise value
+                done = kind == "done"
                 yield value
-                if kind == "done":
+                if done:
                     return
         finally:
-            job.cancel.set()  # the consumer stopped early (disconnect, Ctrl-C): stop at the next token
+            if not done:  # the consumer stopped early (disconnect, Ctrl-C): stop at the next token
+                job.cancel.set()  # (not after a whole answer: the caller's event may serve its next one)
             self._jobs.discard(job)
 
     def _run(self, job: _Job) -> None:

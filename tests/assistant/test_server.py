@@ -77,7 +77,8 @@ def test_completion_has_inline_citations_and_a_citations_field(client, parrot_an
 def test_streaming_sends_openai_chunks_then_citations_and_usage(client, parrot_answer):
     stream = client.chat.completions.create(model="ragtune-hybrid:alpha", stream=True,
                                             stream_options={"include_usage": True},
-                                            # not a numeric question: nothing is held back for the shape check
+                                            # "where" wants a name: the parrot's answer names none and is asked
+                                            # again with the request's cancel event, which must still be clear
                                             messages=[{"role": "user", "content": "Where does the ferry leave from?"}])
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
