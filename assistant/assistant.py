@@ -233,11 +233,12 @@ class Assistant:
         run = self._generate(messages, settings, adapter, cancel, grounded, len(context))
         if (grounded and settings.check_shape and settings.focus_sentences and documents
                 and asked_shapes(question)):
-            # Hold the answer back until a sentence of it holds a number of the asked shape; one that
-            # ends without any is answered again from only the sentences that hold one (when there are others).
+            # Hold the answer back until a sentence of it holds a number (or a name) of the asked shape; one
+            # that ends without any is answered again from only the sentences that hold one (when there are others).
             held: list[str] = []
             result = None
             shown = "\n".join(chunk.text for _, chunk in numbered(documents))
+            frequency = self.knowledge_base.document_frequencies
             for piece in run:
                 if isinstance(piece, GenerationResult):
                     result = piece
@@ -247,7 +248,7 @@ class Assistant:
                 # "14 March 1987" is no count)
                 said = "".join(held)
                 ends = [m.end() for m in _SENTENCE_END.finditer(said)]
-                if ends and answers_shape(said[:ends[-1]], question, shown):
+                if ends and answers_shape(said[:ends[-1]], question, shown, frequency):
                     break
             if result is None:  # the shape turned up: stream on
                 first_token_s = time.perf_counter() - started
@@ -255,12 +256,14 @@ class Assistant:
                 yield "".join(held)
             else:
                 strict = None
-                if not answers_shape("".join(held), question, shown) and result.finish_reason != "cancelled":
+                if not answers_shape("".join(held), question, shown, frequency) and result.finish_reason != "cancelled":
                     strict, context = self._shaped_sentences(query, context, documents, settings)
                 if strict:
                     # and this time the numbers it writes are theirs of that shape: given "She is licensed
                     # for 312 passengers and carries up to 38 cars", "how many passengers" gets no 38
                     shaped = shaped_spans("\n".join(chunk.text for _, chunk in strict), question)
+                    if not any(ch.isdigit() for span in shaped for ch in span) and "money" not in asked_shapes(question):
+                        shaped = []  # a code or an address without digits: no reason to forbid the numbers shown
                     log.info("the answer to %r holds no %s: answering again from the sentences that do, "
                              "writing only their numbers of that shape (%s)", question,
                              " or ".join(asked_shapes(question)), ", ".join(shaped) or "none found: any of theirs")

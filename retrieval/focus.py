@@ -24,7 +24,9 @@ sentences); the whole chunks hold it for 93%. That trade suits a 135M model, not
 ``focus_sentences: 0`` turns focus off.
 
 The answer-type cue reads English question words (how much, how many, when, who); other languages
-get the cosine and lexical terms only.
+get the cosine and lexical terms only. The same cue checks an answer (``answers_shape``): a "who"
+question wants a name the question does not say and the knowledge base does not repeat everywhere
+(``new_names``: "Saltreach" answers no question about a Saltreach ship's builder, "Hesketh Yard" does).
 
 ``unknown_terms`` is the other half of reading: a question about something the knowledge base never
 mentions ("the cooperative's mascot", "the fax number") cannot be answered from it, however close
@@ -83,30 +85,39 @@ _SHAPES = {
     "measure": re.compile(_QUANTITY + r"\s?(?:metres?|meters?|m|km|kilometres?|miles?|nautical miles?|knots?|kn|"
                           r"tonnes?|tons?|t|kg|kilos?|kilograms?|grams?|g|feet|foot|ft|inches|cm|mm|litres?|"
                           r"liters?|l|mph|km/h|kph|degrees?|°[cf]?|passengers|people|seats|cars|vehicles)\b", re.I),
-    # an identifier: a form or route code (DG-3, IC-2, R6), a number of five digits or more, a phone number
-    "code": re.compile(r"\b[A-Za-z]{1,4}-?\d+[A-Za-z]?\b|\b\d{5,}\b|\b\d{3,5}(?: \d{3,4}){1,3}\b"),
+    # an identifier: a form or route code (DG-3, IC-2, R6, TC-ISL), a number of five digits or more, a phone number
+    "code": re.compile(r"\b[A-Za-z]{1,4}-?\d+[A-Za-z]?\b|\b[A-Z]{2,5}-[A-Z0-9]{2,5}\b|\b\d{5,}\b|"
+                       r"\b\d{3,5}(?: \d{3,4}){1,3}\b"),
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
 }
 # what each kind of question accepts; "count" is any number that is not a date, time, sum or code
 _ASKED_SHAPES = [
+    (re.compile(r"\be-?mail\b", re.I), ("email",)),
     (re.compile(r"\bhow much (?:time|longer)\b|\bhow (?:long|soon|quickly|often|early|late|old)\b|"
                 r"\bhow far (?:ahead|in advance|before)\b", re.I), ("period", "clock", "date", "measure")),
-    (re.compile(r"\bhow much\b|\bcost|\bprices?\b|\bfees?\b|\bcharges?\b|\bbudget\b|\bfares?\b|\bpay\b|"
-                r"\bspend\b|\bbalance\b", re.I), ("money",)),
     (re.compile(r"\bwhat (?:share|percentage|proportion|percent|fraction)\b|\bwhat rate\b", re.I), ("percent",)),
+    # a reduction is a share of the fare as often as a sum: "40% off", "€5 off"
+    (re.compile(r"\b(?:discount|reduction|rebate)s?\b|\btake off\b|\boff the (?:fare|price)\b", re.I),
+     ("percent", "money")),
+    # "who is in charge of safety" asks for a person, not a charge
+    (re.compile(r"\bhow much\b|\bcost|\bprices?\b|\bfees?\b|(?<!\bin )\bcharges?\b|\bbudget\b|\bfares?\b|"
+                r"\bpay\b|\bspend\b|\bbalance\b", re.I), ("money",)),
     (re.compile(r"\b(?:what|which) time\b", re.I), ("clock",)),
     # "when" asks for a date where it opens the question, not in "where is it measured when deciding"
-    (re.compile(r"^\W*(?:and |so |since |until |till )?when\b|\b(?:what|which) (?:date|year|day|month)\b", re.I),
-     ("date",)),
+    (re.compile(r"^\W*(?:and |so |since |until |till )?when\b|\b(?:what|which) (?:date|year|day|month)s?\b|"
+                r"\bdeadline\b", re.I), ("date",)),
     (re.compile(r"\bhow many\b|\b(?:what|the) number of\b", re.I), ("count",)),
     (re.compile(r"\bhow (?:far|big|tall|high|fast|heavy|deep|wide|large|long)\b|"
                 r"\bwhat (?:speed|height|length|weight|depth|width|size|distance|capacity)\b|"
                 r"\b(?:top|maximum|minimum|max|min)\b|"
                 r"\b(?:tall|high|long|larg|bigg|heavi|wid|deep|fast|small|short|low|cheap|dear)est\b", re.I),
      ("measure", "money", "percent")),
-    (re.compile(r"\b(?:which|what) (?:phone |telephone |reference |form |account )?(?:number|form|code|reference)\b",
-                re.I), ("code",)),
+    # "what is the product code", "the Harbour Desk's WhatsApp number" (a number *of* things is a count, above)
+    (re.compile(r"\b(?:which|what) (?:phone |telephone |reference |form |account )?(?:number|form|code|reference)\b|"
+                r"\bcode\b|\b(?:phone|telephone|whatsapp|fax|mobile|contact|reference|account) number\b", re.I),
+     ("code",)),
 ]
-_NOT_COUNT = ("money", "percent", "clock", "date", "code")
+_NOT_COUNT = ("money", "percent", "clock", "date", "code", "email")
 # "What is the tallest vehicle...": a measure of the dimension asked for ("4.6 metres"), not any
 # measure ("7.5 tonnes")
 _SHAPES.update({
@@ -127,7 +138,10 @@ _COUNTED = re.compile(r"\bhow many\s+([^\W\d_]+)", re.I)
 _COUNT_WINDOW = 3  # words between a number and the noun it counts
 # a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
 # "What is the name of...", "What is it called?"
+# "Who pays the fee?" names whoever pays it, whatever words follow
+_ASKS_PERSON = re.compile(r"^\W*(?:who|whom|whose)\b", re.I)
 _ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose|where|which)\b|\bname\b|\bcalled\b", re.I)
+_CALENDAR = re.compile(_MONTH + r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?", re.I)
 _STOP = STOPWORDS | {"must", "get", "per"}  # the BM25 query stopwords, and a few question fillers
 # Words that shape a question or name the type of its answer rather than its topic ("what number",
 # "how much does it cost"): never taken as unknown terms, even where no document uses them.
@@ -135,7 +149,8 @@ _QUESTION_WORDS = frozenset(
     "many much long far often soon old big tall high fast ever also else kind sort type way name called "
     "please tell know need want like number date time year day cost price amount place person people "
     "each every any some other only just still more most less least before after between during about over "
-    "under above below again within without through across both either neither such same own very".split())
+    "under above below again within without through across both either neither such same own very "
+    "deadline discount reduction rebate".split())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +270,8 @@ def _topic_stems(question: str) -> set[str]:
 
 def _asked_type(question: str) -> tuple[str, ...] | str | None:
     """The answer shapes a numeric question accepts (("period", ...)), "name", or None (any sentence)."""
+    if _ASKS_PERSON.match(question):
+        return "name"
     for pattern, shapes in _ASKED_SHAPES:
         if pattern.search(question):
             return shapes
@@ -291,9 +308,29 @@ def _type_match(text: str, kind, question: str = "") -> float:
 
 
 def asked_shapes(question: str) -> tuple[str, ...] | None:
-    """The answer shapes a numeric question accepts ("how long": period, clock, date, measure), else None."""
+    """The answer shapes a question accepts ("how long": period, clock, date, measure; "who": a name),
+    else None (any sentence may answer it)."""
     kind = _asked_type(question)
-    return kind if isinstance(kind, tuple) else None
+    return ("name",) if kind == "name" else kind
+
+
+def new_names(text: str, question: str, document_frequency=None) -> list[str]:
+    """The names ``text`` says that ``question`` does not: capitalised words past its first, not
+    months or weekdays, and (given ``document_frequency``, as for ``focus_chunks``) not common in
+    the knowledge base. A name that a KB repeats in more than one chunk in twenty (and at least
+    four) is its setting, not an answer: "The Saltreach Ferry Cooperative is owned by its members"
+    names nobody for "who built her", where "Hesketh Yard" (one chunk) does."""
+    text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
+    known = {w.lower() for w in _WORD.findall(question)}
+    words = _WORD.findall(text)
+    start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
+    names = [w for w in words[start:] if w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP
+             and not _CALENDAR.fullmatch(w)]
+    if not names or document_frequency is None:
+        return names
+    n_chunks, df = document_frequency(sorted({w.lower() for w in names}))
+    common = max(3, n_chunks / 20)
+    return [w for w in names if df.get(w.lower(), 0) <= common]
 
 
 def counted_noun(question: str) -> str | None:
@@ -331,7 +368,7 @@ def counted_numbers(text: str, question: str) -> set[str]:
     return found
 
 
-def answers_shape(text: str, question: str, evidence: str = "") -> bool:
+def answers_shape(text: str, question: str, evidence: str = "", document_frequency=None) -> bool:
     """Whether ``text`` (an answer or a sentence, its [n] citations ignored) holds a number of the shape
     ``question`` asks for that the question does not already say; True for a question that asks for
     no number. "The crossing takes 2 hours" does not answer "how much does it cost".
@@ -339,10 +376,14 @@ def answers_shape(text: str, question: str, evidence: str = "") -> bool:
     A "how many NOUN" question wants a number that counts the noun: one next to it in ``text``, or
     one that ``evidence`` (the documents shown, or a sentence's heading and itself) puts next to it:
     "312" answers "how many passengers" where a document says "licensed for 312 passengers". A
-    question that names a dimension wants a measure in its units: "7.5 tonnes" is no height."""
+    question that names a dimension wants a measure in its units: "7.5 tonnes" is no height. A
+    question asking for a name wants one the question does not say and the knowledge base does not
+    repeat everywhere (``new_names``, with ``document_frequency`` as for ``focus_chunks``)."""
     shapes = asked_shapes(question)
     if shapes is None:
         return True
+    if shapes == ("name",):
+        return bool(new_names(text, question, document_frequency))
     text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
     if shapes == ("count",) and counted_noun(question):
         if counted_numbers(text, question):
@@ -362,12 +403,14 @@ def shaped_spans(text: str, question: str) -> list[str]:
     say ("312" of "licensed for 312 passengers and up to 38 cars" for "how many passengers";
     "94.3%" for "what share"); empty for a question that asks for no number."""
     shapes = asked_shapes(question)
-    if shapes is None:
+    if shapes is None or shapes == ("name",):
         return []
     text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
     known = {w.lower() for w in _WORD.findall(question)}
 
-    def new(found: str) -> bool:
+    def new(found: str) -> bool:  # "TC-ISL", "free", an address: new where the question does not say it
+        if not _NUMBER.search(found):
+            return found.lower() not in question.lower()
         return any(w.lower() not in known for w in _NUMBER.findall(found))
 
     if shapes == ("count",) and counted_noun(question):
@@ -390,10 +433,10 @@ def shaped_spans(text: str, question: str) -> list[str]:
     return [span for span in spans if new(span)]
 
 
-def _holds_shape(prefix: str, sentence: str, question: str) -> bool:
+def _holds_shape(prefix: str, sentence: str, question: str, document_frequency=None) -> bool:
     """Whether a sentence, read with its heading or table header, answers the asked shape: a row
     under a header that names the counted noun ("| Ship | Passengers |") counts it with any count."""
-    if answers_shape(sentence, question, evidence=f"{prefix}\n{sentence}"):
+    if answers_shape(sentence, question, evidence=f"{prefix}\n{sentence}", document_frequency=document_frequency):
         return True
     stem = counted_noun(question)
     return bool(stem and "|" in prefix and any(w.startswith(stem) for w in _count_words(prefix))
@@ -418,7 +461,7 @@ def focus_chunks(question: str, chunks: Sequence[Chunk], embedder, document_freq
     if settings.strict:
         if asked_shapes(question) is None:
             return []
-        units = [u for u in units if _holds_shape(u[1], u[2], question)]
+        units = [u for u in units if _holds_shape(u[1], u[2], question, document_frequency)]
         if not units:
             return []
     elif len(units) <= settings.sentences:

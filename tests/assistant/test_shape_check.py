@@ -1,5 +1,6 @@
 """The answer-shape check: a numeric question's answer is held back until a sentence of it holds a
-number of the asked shape, and one without any is answered again from the sentences that hold one."""
+number of the asked shape (a "who" question's, a name), and one without any is answered again from
+the sentences that hold one."""
 
 from __future__ import annotations
 
@@ -90,3 +91,17 @@ def test_with_no_other_sentence_of_the_shape_shown_the_search_looks_deeper_in_th
     assert [h.chunk.heading.split(" > ")[-1] for h in answer.context] == ["Timetable", "Tickets"]
     assert [h.rank for h in answer.context] == [1, 2]
     assert all(h.chunk.source.endswith("ferry.md") for h in answer.context)
+
+
+def test_an_answer_naming_nobody_is_answered_again_from_the_sentence_that_names_someone(
+        tmp_path, tiny_embedder_path, parrot_llama_path, caplog):
+    assistant = _parrot_on(tmp_path, {"ferry.md": (
+        "# Ferry\n\nThe ferry leaves the harbour at seven every weekday morning. It docks at noon. "
+        "The ferry is run by Marta Quist. Tickets are sold on board.")}, tiny_embedder_path, parrot_llama_path)
+    try:
+        with caplog.at_level(logging.INFO, logger="assistant.assistant"):
+            answer = assistant.answer("Who runs the ferry?", mode="rag")
+    finally:
+        assistant.close()
+    assert answer.extra["shape_retry"] is True  # "The ferry leaves at seven" names nobody
+    assert "holds no name: answering again" in caplog.text
