@@ -284,3 +284,18 @@ def test_make_binaries_rebuilds_the_committed_documents_deterministically(tmp_pa
 def test_demo_data_stays_small():
     total = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert total < 1_000_000
+
+
+def test_the_holdout_set_asks_new_questions_that_its_sources_answer(questions):
+    """holdout.jsonl: questions written after the eval's failures were read, for a check not fitted to them."""
+    from evaluation.qa import load_qa
+
+    held = _jsonl("holdout.jsonl")
+    load_qa(DEMO / "holdout.jsonl", set())  # the harness reads it
+    seen = {_normalise(q["question"]) for q in questions}
+    assert not [h["id"] for h in held if _normalise(h["question"]) in seen]
+    assert len({h["id"] for h in held}) == len(held) >= 25
+    for h in held:
+        for source in h.get("sources", []):
+            assert any(_occurs(a, _text(source)) for a in h["answers"]), f"{h['id']}: no answer in {source}"
+        assert bool(h["answers"]) == h.get("answerable", True), h["id"]
