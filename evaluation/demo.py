@@ -298,6 +298,20 @@ def _train_or_resume(ws: Workspace, name: str, train_settings, progress: bool, s
     return train_adapter(ws, name, train_settings, progress=progress)
 
 
+ANSWERING_PACKAGES = ("assistant", "retrieval", "evaluation")
+
+
+def answering_code_digest() -> str:
+    """A digest of the source of the packages that answer and score questions: the demo's eval runs
+    again after an upgrade that may change its table, not after one of the UI or the trainer."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in ANSWERING_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _evaluate(ws: Workspace, settings: DemoSettings, data: Path, progress: bool, generator: str | None):
     from assistant.records import GenerationSettings
     from evaluation.harness import EvalSettings, run_evaluation
@@ -312,6 +326,8 @@ def _evaluate(ws: Workspace, settings: DemoSettings, data: Path, progress: bool,
         "kb_generation": kb_state, "settings": asdict(settings), "generator": generator,
         # config.yaml's generation: section (focus, thresholds) changes every answer
         "generation": asdict(ws.settings(GenerationSettings, "generation")),
+        # and so does an upgrade of the code that answers and scores (not one of the UI's)
+        "code": answering_code_digest(),
     }
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     out_dir = ws.runs_dir / "demo-eval"

@@ -41,7 +41,8 @@ def demo_ws(tmp_path, eval_parrot_path, tiny_embedder_path):
     return ws
 
 
-def test_demo_builds_trains_evaluates_and_a_second_run_reuses_everything(demo_ws, small_demo_data, capsys):
+def test_demo_builds_trains_evaluates_and_a_second_run_reuses_everything(demo_ws, small_demo_data, capsys,
+                                                                         monkeypatch):
     lines = []
     assert run_demo(demo_ws, ui=False, progress=False, say=lines.append, settings=TINY, data=small_demo_data) == 0
     summary = json.loads((demo_ws.runs_dir / "demo-eval" / "summary.json").read_text())
@@ -86,6 +87,18 @@ def test_demo_builds_trains_evaluates_and_a_second_run_reuses_everything(demo_ws
     third = []
     run_demo(demo_ws, ui=False, progress=False, say=third.append, settings=TINY, data=small_demo_data)
     assert "written: " in "\n".join(third) and "present: reused" in "\n".join(third)
+
+    # so does an upgrade of the code that answers: the table it printed may no longer be its own
+    fourth_again = []
+    run_demo(demo_ws, ui=False, progress=False, say=fourth_again.append, settings=TINY, data=small_demo_data)
+    assert "reused: " in "\n".join(fourth_again)
+    import evaluation.demo as demo_module
+
+    real = demo_module.answering_code_digest()
+    monkeypatch.setattr(demo_module, "answering_code_digest", lambda: real + "-upgraded")
+    upgraded = []
+    run_demo(demo_ws, ui=False, progress=False, say=upgraded.append, settings=TINY, data=small_demo_data)
+    assert "written: " in "\n".join(upgraded)
 
 
 def test_targets_are_checked_on_the_summary():
