@@ -67,8 +67,9 @@ class GenerationSettings:
     """In rag and hybrid, an answer to a numeric question ("how much", "how long", "what time") is held
     back until a sentence of it holds a number of the asked shape (a sum, a period, a clock time; for
     "who", a name the KB does not repeat everywhere; retrieval/focus.py); one that ends without any is
-    answered again from only the sentences of the retrieved chunks that hold one. Streamed answers to such questions start later (after the first
-    sentence with such a number) and never change once shown. False = stream at once, never answer again."""
+    answered again from only the sentences of the retrieved chunks that hold one. Streamed answers to
+    such questions start later (after the first sentence with such a number or name) and never change
+    once shown. False = stream at once, never answer again."""
     history_turns: int = 1
     """Earlier user turns prepended to a follow-up question to form the retrieval query (0 = none)."""
     seed: int | None = None

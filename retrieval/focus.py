@@ -136,10 +136,10 @@ _DIMENSIONS = [
 # passengers", "Passengers carried 418,600"), not when it counts cars ("up to 38 cars")
 _COUNTED = re.compile(r"\bhow many\s+([^\W\d_]+)", re.I)
 _COUNT_WINDOW = 3  # words between a number and the noun it counts
-# a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
-# "What is the name of...", "What is it called?"
 # "Who pays the fee?" names whoever pays it, whatever words follow
 _ASKS_PERSON = re.compile(r"^\W*(?:who|whom|whose)\b", re.I)
+# a person, place or thing called by its name: "Who chairs...", "Where is...", "Which shipyard...",
+# "What is the name of...", "What is it called?"
 _ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose|where|which)\b|\bname\b|\bcalled\b", re.I)
 _CALENDAR = re.compile(_MONTH + r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?", re.I)
 _STOP = STOPWORDS | {"must", "get", "per"}  # the BM25 query stopwords, and a few question fillers
