@@ -291,10 +291,8 @@ def _type_match(text: str, kind, question: str = "") -> float:
     def new(found: str) -> bool:
         return any(w.lower() not in known for w in _NUMBER.findall(found)) or not _NUMBER.search(found)
 
-    if kind == "name":
-        words = _WORD.findall(text)
-        start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
-        return float(any(w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP for w in words[start:]))
+    if kind == "name":  # any capitalised word will do here, a month included (``new_names`` is stricter)
+        return float(bool(_capitalised_new(text, question)))
     for shape in kind:
         if shape == "count":
             rest = text
@@ -314,6 +312,15 @@ def asked_shapes(question: str) -> tuple[str, ...] | None:
     return ("name",) if kind == "name" else kind
 
 
+def _capitalised_new(text: str, question: str) -> list[str]:
+    """The capitalised words of ``text`` past its first (a sentence's first word is capitalised
+    anyway; a table cell's is not) that are neither stopwords nor words of ``question``."""
+    known = {w.lower() for w in _WORD.findall(question)}
+    words = _WORD.findall(text)
+    start = 0 if "|" in text else 1
+    return [w for w in words[start:] if w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP]
+
+
 def new_names(text: str, question: str, document_frequency=None) -> list[str]:
     """The names ``text`` says that ``question`` does not: capitalised words past its first, not
     months or weekdays, and (given ``document_frequency``, as for ``focus_chunks``) not common in
@@ -321,11 +328,7 @@ def new_names(text: str, question: str, document_frequency=None) -> list[str]:
     four) is its setting, not an answer: "The Saltreach Ferry Cooperative is owned by its members"
     names nobody for "who built her", where "Hesketh Yard" (one chunk) does."""
     text = re.sub(r"\[\d+(?:,\s*\d+)*\]", " ", text)
-    known = {w.lower() for w in _WORD.findall(question)}
-    words = _WORD.findall(text)
-    start = 0 if "|" in text else 1  # a sentence's first word is capitalised anyway; a table cell's is not
-    names = [w for w in words[start:] if w[:1].isupper() and w.lower() not in known and w.lower() not in _STOP
-             and not _CALENDAR.fullmatch(w)]
+    names = [w for w in _capitalised_new(text, question) if not _CALENDAR.fullmatch(w)]
     if not names or document_frequency is None:
         return names
     n_chunks, df = document_frequency(sorted({w.lower() for w in names}))
