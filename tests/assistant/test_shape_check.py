@@ -105,3 +105,20 @@ def test_an_answer_naming_nobody_is_answered_again_from_the_sentence_that_names_
         assistant.close()
     assert answer.extra["shape_retry"] is True  # "The ferry leaves at seven" names nobody
     assert "holds no name: answering again" in caplog.text
+
+
+def test_a_code_without_digits_asked_again_leaves_the_numbers_shown_writable(
+        tmp_path, tiny_embedder_path, parrot_llama_path, caplog):
+    """"TC-ISL" holds no digit: forbidding every number but its own would forbid them all."""
+    assistant = _parrot_on(tmp_path, {"cards.md": (
+        "# Cards\n\nThe ferry leaves the harbour at seven every weekday morning. It docks at noon. "
+        "The product code of the islander card is TC-ISL. Cards are sold on board.")},
+        tiny_embedder_path, parrot_llama_path)
+    try:
+        with caplog.at_level(logging.INFO, logger="assistant.assistant"):
+            answer = assistant.answer("What is the product code of the islander card?", mode="rag")
+    finally:
+        assistant.close()
+    assert answer.extra["shape_retry"] is True  # the parrot's answer holds no code
+    assert "holds no code: answering again" in caplog.text
+    assert "writing only their numbers of that shape (none found: any of theirs)" in caplog.text

@@ -281,6 +281,15 @@ def test_unknown_terms_are_absent_from_the_kb_and_far_from_the_context(filled_kb
     assert unknown_terms(question, zoo, emb, df, similarity=0.99) == ["crossings"]
 
 
+def test_words_naming_the_kind_of_answer_are_never_unknown_terms(filled_kb):
+    emb, df = filled_kb.embedder, filled_kb.document_frequencies
+    context = [chunk(8, "The ferry leaves the harbour at seven every weekday morning.")]
+    # no document says "deadline" or "reduction": a date or a share can still answer them
+    for question in ("What is the deadline for the ferry?", "What reduction is there on the ferry?"):
+        assert unknown_terms(question, context, emb, df, similarity=1.01) == [], question
+    assert unknown_terms("What deadline do zebras get?", context, emb, df, similarity=1.01) == ["zebras"]
+
+
 def test_the_knowledge_base_checks_unknown_terms_with_its_own_statistics(filled_kb):
     assert filled_kb.unknown_terms("What is the office's fax number?", [], similarity=0.5) == ["fax"]
     write_docs(filled_kb, {"/docs/fax.md": ["Send a fax to 555 0199."]})
