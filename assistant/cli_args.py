@@ -8,6 +8,7 @@ import sys
 
 from assistant.assistant import Assistant
 from assistant.records import GenerationSettings
+from finetune.adapters import kb_default_adapter
 from ragtune.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,13 @@ def assistant_from_args(ws: Workspace, args) -> Assistant:
     return Assistant(ws, kb=args.kb, backend=getattr(args, "backend", None), settings=settings)
 
 
-def default_mode(args) -> str:
-    """--mode, else hybrid with an adapter and rag without."""
-    return args.mode or ("hybrid" if args.adapter else "rag")
+def resolve_mode(ws: Workspace, args) -> tuple[str, str | None]:
+    """(mode, adapter): --mode and --adapter as given; no --adapter takes the KB's default adapter (set by
+    ``ragtune adapt`` only when it beat RAG-only on that KB), and no --mode is hybrid with an adapter, else rag."""
+    adapter = args.adapter
+    if not adapter and args.mode in (None, "tuned", "hybrid"):
+        adapter = kb_default_adapter(ws, args.kb)
+    return args.mode or ("hybrid" if adapter else "rag"), adapter
 
 
 def check_mode(assistant: Assistant, mode: str, adapter: str | None) -> None:
@@ -43,19 +48,19 @@ def ask_from_args(ws: Workspace, args) -> int:
     from assistant.chat import format_sources, stream_answer
 
     assistant = assistant_from_args(ws, args)
-    mode = default_mode(args)
+    mode, adapter = resolve_mode(ws, args)
     try:
-        check_mode(assistant, mode, args.adapter)  # a missing or misspelt adapter fails before the model loads
+        check_mode(assistant, mode, adapter)  # a missing or misspelt adapter fails before the model loads
         assistant.warm_up(retrieval=mode in ("rag", "hybrid"))  # loading is not part of the answer's latency
         if args.json or args.no_stream:
-            answer = assistant.answer(args.question, mode=mode, adapter=args.adapter)
+            answer = assistant.answer(args.question, mode=mode, adapter=adapter)
             if args.json:
                 print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
             else:
                 sources = format_sources(answer)
                 print(answer.text + ("\n" + sources if sources else ""))
         else:
-            stream_answer(assistant, args.question, sys.stdout, mode=mode, adapter=args.adapter)
+            stream_answer(assistant, args.question, sys.stdout, mode=mode, adapter=adapter)
     finally:
         assistant.close()
     return 0
@@ -66,10 +71,10 @@ def chat_from_args(ws: Workspace, args) -> int:
     from assistant.chat import run_chat
 
     assistant = assistant_from_args(ws, args)
-    mode = default_mode(args)
-    check_mode(assistant, mode, args.adapter)
+    mode, adapter = resolve_mode(ws, args)
+    check_mode(assistant, mode, adapter)
     try:
-        return run_chat(assistant, mode, args.adapter, prompt="you> " if sys.stdin.isatty() else "")
+        return run_chat(assistant, mode, adapter, prompt="you> " if sys.stdin.isatty() else "")
     finally:
         assistant.close()
 

@@ -39,3 +39,20 @@ def demo_from_args(ws: Workspace, args) -> int:
     from evaluation.demo import run_demo
 
     return run_demo(ws, ui=not args.no_ui, port=args.port, progress=not (args.quiet or args.json), as_json=args.json)
+
+
+def adapt_from_args(ws: Workspace, args) -> int:
+    """``ragtune adapt KB``: train the KB's adapter, self-check it against RAG-only, keep it only if it wins."""
+    from evaluation.adaptation import AdaptSettings, adapt_kb
+
+    settings = ws.settings(AdaptSettings, "adapt", {"examples": args.examples, "check_questions": args.check_questions})
+    report = adapt_kb(ws, args.kb_name, name=args.name, exclude=args.exclude, settings=settings,
+                      progress=not (args.quiet or args.json))
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        print("\n".join(report.summary_lines()))
+        print(f"adapter: {report.adapter_path}\nself-check: {report.eval_dir}")
+    return 0

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from finetune.errors import TrainError
@@ -164,3 +165,58 @@ def merge_adapter(ws: Workspace, name: str, out: Path) -> Path:
         raise
     log.info("merged adapter %s into %s", name, out)
     return out
+
+
+# --- a knowledge base's default adapter ----------------------------------------------------
+# ``ragtune adapt`` records here which adapter a KB answers with when no adapter is named, and
+# only after the adapter beat RAG-only on that KB's held-out self-check. A KB without an entry is
+# answered RAG-only: an adapter trained elsewhere is never applied to it unasked.
+
+DEFAULTS_FILE = "kb-defaults.json"
+
+
+def _read_defaults(ws: Workspace) -> dict:
+    path = ws.adapters_dir / DEFAULTS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        log.warning("%s is not valid JSON (%s): no knowledge base has a default adapter", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def kb_default(ws: Workspace, kb: str) -> dict | None:
+    """The default-adapter entry of knowledge base ``kb`` (adapter, evidence, set_at), or None.
+
+    An entry whose adapter was deleted since counts as none."""
+    entry = _read_defaults(ws).get(kb)
+    if not isinstance(entry, dict) or not entry.get("adapter"):
+        return None
+    if not (ws.adapters_dir / str(entry["adapter"]) / MANIFEST_NAME).exists():
+        return None
+    return entry
+
+
+def kb_default_adapter(ws: Workspace, kb: str) -> str | None:
+    """The adapter knowledge base ``kb`` answers with when none is named, or None (RAG-only)."""
+    entry = kb_default(ws, kb)
+    return entry["adapter"] if entry else None
+
+
+def set_kb_default(ws: Workspace, kb: str, adapter: str | None, evidence: dict | None = None) -> None:
+    """Make ``adapter`` the default of knowledge base ``kb`` (None: clear it), with the evidence that
+    justified it; written atomically."""
+    check_name(kb, "knowledge base")
+    defaults = _read_defaults(ws)
+    if adapter is None:
+        defaults.pop(kb, None)
+    else:
+        get_adapter(ws, adapter)
+        defaults[kb] = {"adapter": adapter, "evidence": evidence or {},
+                        "set_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    ws.adapters_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=ws.adapters_dir, suffix=".tmp", delete=False, encoding="utf-8") as fh:
+        fh.write(json.dumps(defaults, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(fh.name, ws.adapters_dir / DEFAULTS_FILE)

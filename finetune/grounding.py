@@ -200,6 +200,36 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
     return examples
 
 
+def check_questions(kb, n: int, *, settings: GroundingSettings | None = None, exclude: Iterable = ()) -> list[dict]:
+    """``n`` questions with known answers, one per fact spread over ``kb``'s chunks, for a self-check.
+
+    Each is ``{"id", "question", "answers", "sources"}`` (the QA file's fields). Passing them as
+    ``exclude`` to ``build_grounding_set`` keeps the questions and the sentences that answer them out
+    of training, so an adapter can be checked on the KB's own facts without having read them.
+    A fact whose answer occurs in several chunks is not used: its question would have no single source.
+    """
+    settings = settings or GroundingSettings()
+    rng = random.Random(settings.seed + 7919)  # not the grounding set's draw
+    chunks = [c for c in kb.iter_chunks() if not settings.source_prefix or c.source.startswith(settings.source_prefix)]
+    guard = LeakageGuard(exclude)
+    spans: dict[str, int] = {}
+    facts_by_chunk = [extract_facts(c, settings) for c in chunks]
+    for facts in facts_by_chunk:
+        for span in {_norm(f.span) for f in facts}:
+            spans[span] = spans.get(span, 0) + 1
+    usable = [[f for f in facts if spans[_norm(f.span)] == 1 and len(_norm(f.span)) >= 2 and not guard.leaks(f.sentence)]
+              for facts in facts_by_chunk]
+    usable = [facts for facts in usable if facts]
+    if not usable:
+        return []
+    picked = _spread(usable, min(n, sum(len(f) for f in usable)), rng)
+    questions = []
+    for i, fact in enumerate(dict.fromkeys(picked)):
+        questions.append({"id": f"check{i + 1:03d}", "question": wh_question(fact), "answers": [fact.span],
+                          "sources": [fact.chunk.source]})
+    return questions
+
+
 def write_grounding_set(examples: Sequence[GroundingExample], path: str | Path, meta: bool = False) -> Path:
     """Write examples as chat-messages JSONL (``{"messages": [...]}`` per line; with ``meta``, provenance too)."""
     path = Path(path)

@@ -25,6 +25,7 @@ EXAMPLES = {
     "kb": "ragtune kb list --json | ragtune kb stats | ragtune kb check",
     "search": 'ragtune search "how do refunds work" -k 5 --mode hybrid --json',
     "train": "ragtune train data.jsonl --method lora --name style   |   ragtune train --from-kb default --name grounded",
+    "adapt": "ragtune adapt team --exclude our-questions.jsonl   # train team's adapter; kept only if it beats RAG",
     "adapters": "ragtune adapters list --json | ragtune adapters merge style --out merged/",
     "ask": 'ragtune ask "When was the office opened?" --mode hybrid --adapter grounded --json',
     "chat": "ragtune chat --mode hybrid --adapter demo",
@@ -151,6 +152,12 @@ def cmd_train(args) -> int:
     from finetune.cli_args import train_from_args
 
     return train_from_args(_workspace(args), args)
+
+
+def cmd_adapt(args) -> int:
+    from evaluation.cli_args import adapt_from_args
+
+    return adapt_from_args(_workspace(args), args)
 
 
 def cmd_adapters(args) -> int:
@@ -288,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batching", choices=["group_by_length", "packing", "random"])
     p.add_argument("--overlong", choices=["drop", "truncate"], help="examples over --max-length (default: drop)")
 
+    p = add("adapt", "train a knowledge base's own adapter and make it its default only if it beats RAG-only")
+    p.add_argument("kb_name", metavar="KB", help="the knowledge base to adapt to")
+    p.add_argument("--name", help="adapter name (default: the KB's name)")
+    p.add_argument("--exclude", action="append", default=[], metavar="QA.jsonl",
+                   help="an eval set whose questions and answering sentences never enter training (repeatable)")
+    p.add_argument("--examples", type=int, help="grounding examples to train on (default: 300)")
+    p.add_argument("--check-questions", type=int, help="held-out self-check questions (default: 50)")
+
     p = add("adapters", "list, show, delete or merge adapters")
     p.add_argument("adapters_command", choices=["list", "show", "delete", "merge"])
     p.add_argument("name", nargs="?")
@@ -295,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = argparse.ArgumentParser(add_help=False)
     gen.add_argument("--mode", choices=["prompt", "rag", "tuned", "hybrid"], default=None,
-                     help="prompt (model alone), rag, tuned (adapter), hybrid (adapter + rag); default: hybrid with an adapter, else rag")
+                     help="prompt (model alone), rag, tuned (adapter), hybrid (adapter + rag); default: hybrid with --adapter "
+                          "or the KB's default adapter (ragtune adapt), else rag")
     gen.add_argument("--adapter", help="adapter name (see 'ragtune adapters list')")
     gen.add_argument("-k", type=int, default=None, help="retrieved chunks")
     gen.add_argument("--max-tokens", type=int, default=None)

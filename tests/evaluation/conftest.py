@@ -95,6 +95,12 @@ def make_adapter(ws, base: Path, name: str) -> Path:
     return folder
 
 
+@pytest.fixture
+def adapter_maker():
+    """``make_adapter`` for tests outside this file."""
+    return make_adapter
+
+
 @pytest.fixture(scope="session")
 def eval_home(tmp_path_factory, eval_parrot_path, tiny_embedder_path) -> Path:
     """A workspace folder: config pointing at the tiny models, KB 'default' with DOCS, adapter 'tiny',
