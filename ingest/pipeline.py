@@ -253,7 +253,7 @@ def _embed_and_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, batch: list
                      bar: "_Progress") -> None:
     """Embed a batch's chunks longest first (as SentenceTransformer.encode sorts) and commit it in one transaction."""
     owners = [(n, j) for n, p in enumerate(batch) for j in range(len(p.spans))]
-    texts = [batch[n].spans[j].text for n, j in owners]
+    texts = [kb.passage(batch[n].doc.title, batch[n].spans[j].heading, batch[n].spans[j].text) for n, j in owners]
     weights = np.array([batch[n].pending.size / len(batch[n].spans) for n, _ in owners])
     order = np.argsort([-len(t) for t in texts], kind="stable")
     size = kb.embedder.batch_size

@@ -43,6 +43,9 @@ class KnowledgeBaseSettings:
 
     index: str = "flat"  # flat: exact search (fine to ~1M chunks); ivf: approximate, for millions of chunks
     nprobe: int = 32  # ivf only: lists probed per query; higher raises recall and latency
+    embed_context: bool = True  # embed each chunk with its document's title and heading path in front
+    # ("Title > Setup > Install" + text): a chunk of a reference page rarely repeats what its heading
+    # says. Only the vector sees it; stored text and offsets stay exact. KBs made before it: False.
 
     def __post_init__(self):
         if self.index not in ("flat", "ivf"):
@@ -58,7 +61,8 @@ class KnowledgeBase:
         self.path = path
         self.name = path.name
         self.embedder_name = meta["embedder"]
-        self.settings = KnowledgeBaseSettings(index=meta.get("index", "flat"), nprobe=int(meta.get("nprobe", 32)))
+        self.settings = KnowledgeBaseSettings(index=meta.get("index", "flat"), nprobe=int(meta.get("nprobe", 32)),
+                                              embed_context=meta.get("embed_context") == "1")
         self._embedder: Embedder | None = None
         self._conn = connect(path / DB_NAME)
         self._reader = StoreReader(self._conn)
@@ -124,7 +128,7 @@ class KnowledgeBase:
             conn = connect(path / DB_NAME)
             try:
                 create_schema(conn, {"embedder": embedder, "index": settings.index, "nprobe": str(settings.nprobe),
-                                     "created_at": _now()})
+                                     "embed_context": "1" if settings.embed_context else "0", "created_at": _now()})
             finally:
                 conn.close()
         log.info("created knowledge base %s (embedder %s, index %s)", path, embedder, settings.index)
@@ -142,6 +146,16 @@ class KnowledgeBase:
 
     def __repr__(self) -> str:
         return f"KnowledgeBase({str(self.path)!r}, embedder={self.embedder_name!r})"
+
+    def passage(self, title: str, heading: str, text: str) -> str:
+        """The text a chunk is embedded as: with ``embed_context``, its title and heading path first."""
+        if not self.settings.embed_context:
+            return text
+        parts: list[str] = []
+        for part in [title, *heading.split(" > ")]:  # a heading path often opens with the title itself
+            if part.strip() and (not parts or part.strip().lower() != parts[-1].lower()):
+                parts.append(part.strip())
+        return f"{' > '.join(parts)}\n{text}" if parts else text
 
     @property
     def embedder(self) -> Embedder:
