@@ -47,12 +47,14 @@ def adapt_from_args(ws: Workspace, args) -> int:
 
     settings = ws.settings(AdaptSettings, "adapt", {"examples": args.examples, "check_questions": args.check_questions})
     report = adapt_kb(ws, args.kb_name, name=args.name, exclude=args.exclude, settings=settings,
-                      progress=not (args.quiet or args.json))
+                      progress=not (args.quiet or args.json), tune_retrieval=args.tune_retrieval,
+                      retrieval_only=args.retrieval_only)
     if args.json:
         import json
 
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
     else:
         print("\n".join(report.summary_lines()))
-        print(f"adapter: {report.adapter_path}\nself-check: {report.eval_dir}")
+        if report.check:
+            print(f"adapter: {report.adapter_path}\nself-check: {report.check.eval_dir}")
     return 0

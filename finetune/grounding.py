@@ -200,6 +200,21 @@ def build_grounding_set(kb, n_examples: int | None = None, *, settings: Groundin
     return examples
 
 
+def retrieval_questions(kb, *, settings: GroundingSettings | None = None, exclude: Iterable = ()) -> list[tuple[str, str]]:
+    """(question, chunk_id) pairs for tuning ``kb``'s retrieval: two questions (an echo question and a terse
+    keyword question) for every fact of every chunk, but none about a sentence holding an ``exclude`` answer."""
+    settings = settings or GroundingSettings()
+    guard = LeakageGuard(exclude)
+    pairs = []
+    for chunk in kb.iter_chunks():
+        if settings.source_prefix and not chunk.source.startswith(settings.source_prefix):
+            continue
+        for fact in extract_facts(chunk, settings):
+            if not guard.leaks(fact.sentence):
+                pairs += [(wh_question(fact), chunk.chunk_id), (keyword_question(fact), chunk.chunk_id)]
+    return pairs
+
+
 def check_questions(kb, n: int, *, settings: GroundingSettings | None = None, exclude: Iterable = ()) -> list[dict]:
     """``n`` questions with known answers, one per fact spread over ``kb``'s chunks, for a self-check.
 

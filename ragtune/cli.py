@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an eval set whose questions and answering sentences never enter training (repeatable)")
     p.add_argument("--examples", type=int, help="grounding examples to train on (default: 300)")
     p.add_argument("--check-questions", type=int, help="held-out self-check questions (default: 50)")
+    p.add_argument("--tune-retrieval", action="store_true",
+                   help="also fit a query-side adapter on synthetic questions (experimental: no gain measured on real ones)")
+    p.add_argument("--retrieval-only", action="store_true", help="only tune retrieval (seconds); no adapter is trained")
 
     p = add("adapters", "list, show, delete or merge adapters")
     p.add_argument("adapters_command", choices=["list", "show", "delete", "merge"])

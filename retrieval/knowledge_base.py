@@ -23,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from retrieval import query_adapter
 from retrieval.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
 from retrieval.errors import KBLockedError, RetrievalError
 from retrieval.records import Chunk, DocumentInfo, Hit
@@ -54,6 +55,9 @@ class KnowledgeBaseSettings:
             raise ValueError(f"nprobe must be at least 1, got {self.nprobe}")
 
 
+_ADAPTER_CHUNKS = 50_000  # chunk vectors a query-adapter fit reads at most (a sample of a bigger KB)
+
+
 class KnowledgeBase:
     """A knowledge base folder: SQLite + FAISS store, its embedder, search and inspection."""
 
@@ -68,6 +72,8 @@ class KnowledgeBase:
         self._reader = StoreReader(self._conn)
         self._index = VectorIndex(path, self.settings.index, self.settings.nprobe)
         self._lock = threading.RLock()
+        self._adapter: np.ndarray | None = None  # the query adapter and the file stamp it was read at
+        self._adapter_stamp: int | str | None = "unread"
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -257,7 +263,48 @@ class KnowledgeBase:
         if dimension and vec.shape[0] != dimension:
             raise RetrievalError(f"embedder {self.embedder_name!r} gives {vec.shape[0]}-dimensional vectors but "
                                  f"knowledge base '{self.name}' holds {dimension}-dimensional ones")
-        return vec
+        w = self._query_adapter(vec.shape[0])
+        return vec if w is None else query_adapter.apply(w, vec)
+
+    def _query_adapter(self, dimension: int) -> np.ndarray | None:
+        """The KB's query adapter, reread when its file changes (another process may refit it)."""
+        path = self.path / query_adapter.MATRIX_FILE
+        stamp = path.stat().st_mtime_ns if path.is_file() else None
+        if self._adapter_stamp != stamp:
+            self._adapter = query_adapter.load(self.path, dimension) if stamp else None
+            self._adapter_stamp = stamp
+        return self._adapter
+
+    def fit_query_adapter(self, pairs: list[tuple[str, str]],
+                          settings: query_adapter.QueryAdapterSettings = query_adapter.QueryAdapterSettings()
+                          ) -> query_adapter.QueryAdapterReport:
+        """Fit the KB's query adapter on (question, chunk_id) pairs and keep it only if it ranks the right
+        chunk first more often on held-out pairs (``retrieval/query_adapter.py``); otherwise remove any."""
+        with self._read() as reader:
+            rows = reader.ids_for_chunk_ids(list(dict.fromkeys(c for _, c in pairs)))
+            pairs = [(q, rows[c]) for q, c in pairs if c in rows]
+            if len(pairs) < 10:
+                raise RetrievalError(f"knowledge base '{self.name}' gave {len(pairs)} questions to tune retrieval on; "
+                                     "it needs at least 10: ingest more documents")
+            all_ids = [int(i) for i in reader.all_chunk_ids()]
+        rng = np.random.default_rng(settings.seed)
+        sample = set(rng.choice(all_ids, min(len(all_ids), _ADAPTER_CHUNKS), replace=False).tolist())
+        ids = sorted(sample | {r for _, r in pairs})
+        with self._read() as reader:
+            vectors = reader.vectors(ids, 0)
+        ids = [i for i in ids if i in vectors]
+        row_of = {i: n for n, i in enumerate(ids)}
+        pairs = [(q, r) for q, r in pairs if r in row_of]
+        chunks = np.stack([vectors[i] for i in ids])
+        questions = self.embedder.embed_documents([q for q, _ in pairs])
+        targets = np.array([row_of[r] for _, r in pairs])
+        w, report = query_adapter.fit_query_adapter(questions, targets, chunks, settings)
+        if report.kept:
+            query_adapter.save(self.path, w, report, len(all_ids))
+        else:
+            query_adapter.remove(self.path)
+        log.info(report.summary_line())
+        return report
 
     def list_documents(self) -> list[DocumentInfo]:
         """Every document, sorted by source."""

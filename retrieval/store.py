@@ -247,6 +247,9 @@ class StoreReader:
             [_like_prefix(p) for p in prefixes])
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
+    def all_chunk_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks")), dtype=np.int64)
+
     def vectors(self, ids: list[int], dimension: int) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
         for start in range(0, len(ids), 500):

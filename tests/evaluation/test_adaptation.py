@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evaluation.adaptation import AdaptSettings, _decide, adapt_kb
+from evaluation.adaptation import AdaptSettings, _decide, adapt_kb, self_check
 from finetune.adapters import kb_default_adapter, set_kb_default
 from finetune.grounding import build_grounding_set, check_questions
 from finetune.training import run_dir_for
@@ -79,12 +79,13 @@ def test_an_adapter_that_does_not_beat_rag_is_kept_but_not_made_the_default(adap
     report = adapt_kb(adapt_ws, "docs", settings=settings, progress=False)
 
     assert report.adapter == "docs" and (adapt_ws.adapters_dir / "docs").is_dir()
-    assert report.check_questions == 10
+    assert report.check.questions == 10
     assert not report.accepted and report.default_adapter is None
     assert "RAG-only" in report.reason
     assert kb_default_adapter(adapt_ws, "docs") is None
     saved = json.loads((run_dir_for(adapt_ws, "docs") / "adapt.json").read_text())
-    assert saved["accepted"] is False and saved["ci95"] == list(report.ci95)
+    assert saved["accepted"] is False and saved["check"]["ci95"] == list(report.check.ci95)
+    assert saved["retrieval"] is None  # retrieval tuning is opt-in
 
 
 def test_adapting_twice_under_one_name_is_refused_before_any_work(adapt_ws, eval_parrot_path, adapter_maker):
@@ -103,11 +104,14 @@ def _summary(rag: float, hybrid: float, lo: float, hi: float) -> dict:
 
 def test_the_gate_makes_the_adapter_default_only_when_the_ci_is_above_zero(adapt_ws, eval_parrot_path, adapter_maker):
     adapter_maker(adapt_ws, eval_parrot_path, "docs")
-    refused = _decide(adapt_ws, "docs", "docs", _summary(0.4, 0.5, -0.02, 0.22), 16, 50)
-    assert not refused.accepted and kb_default_adapter(adapt_ws, "docs") is None
+    refused = self_check(_summary(0.4, 0.5, -0.02, 0.22))
+    assert not refused.wins
+    assert _decide(adapt_ws, "docs", "docs", refused).startswith("not kept")
+    assert kb_default_adapter(adapt_ws, "docs") is None
 
-    kept = _decide(adapt_ws, "docs", "docs", _summary(0.4, 0.6, 0.08, 0.32), 16, 50)
-    assert kept.accepted and kept.default_adapter == "docs"
+    won = self_check(_summary(0.4, 0.6, 0.08, 0.32))
+    assert won.wins and won.hybrid_better == 12 and won.rag_better == 2
+    assert _decide(adapt_ws, "docs", "docs", won).startswith("kept")
     assert kb_default_adapter(adapt_ws, "docs") == "docs"
 
 
@@ -135,3 +139,13 @@ def test_cli_adapt_of_a_missing_kb_is_one_line_and_exit_one(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: no knowledge base named 'nosuch'; create it with: ragtune ingest DOCS --kb nosuch"
+
+
+def test_retrieval_only_tunes_the_query_side_and_trains_no_adapter(adapt_ws):
+    report = adapt_kb(adapt_ws, "docs", settings=AdaptSettings(check_questions=10), progress=False,
+                      retrieval_only=True)
+    assert report.adapter is None and report.check is None and not report.accepted
+    assert report.retrieval.pairs + report.retrieval.held_out > 10
+    assert not (adapt_ws.adapters_dir / "docs").exists()
+    kept = (adapt_ws.kb_path("docs") / "query_adapter.npy").exists()
+    assert kept == report.retrieval.kept
