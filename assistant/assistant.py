@@ -25,7 +25,7 @@ from assistant.errors import AssistantError
 from assistant.generation import GenerationBackend, GenerationResult, make_backend
 from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, GenerationSettings
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
-from retrieval.citations import (CITATION_PATTERN, NO_ANSWER, format_context, grounded_messages, is_abstention,
+from retrieval.citations import (CITATION_PATTERN, MARKUP_STOPS, NO_ANSWER, format_context, grounded_messages, is_abstention,
                                  numbered, plain_messages, resolve_citations, without_markup_numbers)
 from retrieval.focus import answers_shape, asked_shapes, shaped_spans
 from retrieval.records import Chunk, Hit
@@ -326,17 +326,24 @@ class Assistant:
         if grounded and settings.copy_numbers:
             numbers = allowed_numbers(only or [without_markup_numbers(m["content"])
                                                for m in messages if m["role"] != "system"])
+        if grounded:
+            settings = dataclasses.replace(settings, stop=tuple(dict.fromkeys(settings.stop + MARKUP_STOPS)))
         filtered = CitationFilter(size)
         result = None
+        text = ""
         with closing(self.backend.stream(messages, settings, adapter=adapter, cancel=cancel,
                                          numbers=numbers)) as generated:
             for item in generated:
                 if isinstance(item, GenerationResult):
                     result = item
                     break
+                text += item
                 piece = filtered.feed(item)
                 if piece:
                     yield piece
+                if grounded and looping(text):  # closing the stream stops the backend at its next token
+                    result = GenerationResult(text, self.backend.count_tokens(text), 0, "stop")
+                    break
         tail = filtered.finish()
         if tail:
             yield tail
@@ -375,6 +382,20 @@ def _clean_history(history: list[dict] | None) -> list[dict]:
             content = re.sub(r"[ \t]+([.,;:!?])", r"\1", CITATION_PATTERN.sub("", content)).strip()
         cleaned.append({"role": role, "content": content})
     return cleaned
+
+
+_LOOP_REPEATS = 3  # a stretch of text written this many times in a row is a loop, not an answer
+
+
+def looping(text: str, shortest: int = 5, longest: int = 60) -> bool:
+    """True when ``text`` ends with the same stretch of 5 to 60 characters written three times in a row
+    ("- 10. - 10. - 10."): greedy decoding of a small model never leaves such a loop by itself."""
+    tail = text[-longest * _LOOP_REPEATS:]
+    for size in range(shortest, min(longest, len(tail) // _LOOP_REPEATS) + 1):
+        unit = tail[-size:]
+        if unit.strip() and tail.endswith(unit * _LOOP_REPEATS):
+            return True
+    return False
 
 
 class CitationFilter:

@@ -66,6 +66,10 @@ def format_context(chunks: Context) -> str:
     return "\n".join(parts)
 
 
+# What a grounded answer stops at: the start of the prompt's own markup. A small model that begins
+# to copy a document's tag ('The document n="2" title=...') has stopped answering.
+MARKUP_STOPS = ("<document", "</document", ' n="')
+
 _MARKUP_NUMBERS = re.compile(r'(?<=<document) n="\d+"| page="\d+"(?=>)')
 
 

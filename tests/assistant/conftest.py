@@ -30,13 +30,20 @@ def parrot_llama_path(tmp_path_factory, smollm_tokenizer_path) -> Path:
     gets orthogonal embeddings and an untied output layer that maps each to its successor. A real
     model and real decoding, with an answer the tests can assert on.
     """
+    return build_parrot(smollm_tokenizer_path, PARROT_ANSWER, tmp_path_factory.mktemp("parrot-llama"))
+
+
+def build_parrot(tokenizer_path: Path, answer: str, out: Path, loop: bool = False) -> Path:
+    """The parrot's construction for any ``answer``; with ``loop``, the answer's last token leads back to
+    its first instead of to <|im_end|>, so greedy decoding repeats the answer until max_tokens."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(smollm_tokenizer_path)
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
     header = tok(tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False),
                  add_special_tokens=False)["input_ids"][-1]
-    chain = [header, *tok(PARROT_ANSWER, add_special_tokens=False)["input_ids"], tok.convert_tokens_to_ids("<|im_end|>")]
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    chain = [header, *ids, ids[0] if loop else tok.convert_tokens_to_ids("<|im_end|>")]
     assert len(set(chain[:-1])) == len(chain) - 1, "each token needs one successor"
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -53,7 +60,6 @@ def parrot_llama_path(tmp_path_factory, smollm_tokenizer_path) -> Path:
         for i, (token, successor) in enumerate(zip(chain, chain[1:])):
             model.model.embed_tokens.weight[token, i] = 1.0
             model.lm_head.weight[successor, i] = 1.0
-    out = tmp_path_factory.mktemp("parrot-llama")
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
