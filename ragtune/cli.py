@@ -364,10 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.verbose:
-        # Library chatter is not ours to show: weight-loading bars for sub-second loads, and
-        # bitsandbytes announcing optional CPU kernels it falls back from.
+        # Library chatter is not ours to show: weight-loading bars for sub-second loads,
+        # bitsandbytes announcing optional CPU kernels it falls back from, and the kernels package
+        # saying on every import that offline mode skips its hub publisher check.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        logging.getLogger("kernels").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
