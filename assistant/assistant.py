@@ -131,7 +131,16 @@ class Assistant:
         if not hits:
             return []
         overhead = self.backend.prompt_tokens(grounded_messages(question, [], history))
-        room = self.backend.context_window - overhead - settings.max_tokens - _BUDGET_MARGIN
+        free = self.backend.context_window - overhead - _BUDGET_MARGIN
+        # The documents come first: a max_tokens near the window would leave them no room and the
+        # model would answer from nothing. The answer claims at most half of what is free, and
+        # generation stops where the window ends (the Answer's finish_reason then says "length").
+        answer_room = min(settings.max_tokens, max(free // 2, 0))
+        if answer_room < settings.max_tokens:
+            log.info("max_tokens %d leaves the documents no room in a %d-token window: the documents get %d "
+                     "tokens, the answer what is left", settings.max_tokens, self.backend.context_window,
+                     free - answer_room)
+        room = free - answer_room
         budget = room if settings.context_tokens is None else min(room, settings.context_tokens)
         fitted: list[Hit] = []
         used = 0

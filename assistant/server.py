@@ -13,15 +13,21 @@ turns are the history; system messages are ignored: the mode's prompt applies). 
 own name and each adapter's name are also accepted and pass the messages to the model as they
 are, as vLLM would, so one ``ragtune serve`` can be another ragtune's ``--backend``.
 
-With an API key every request needs ``Authorization: Bearer KEY``. Generation runs one request
+With an API key every request needs ``Authorization: Bearer KEY``. Without one (the default) the
+server is for this machine only: it answers only requests whose Host header is a loopback name
+(so a web page cannot reach it through DNS rebinding) and refuses any request whose Origin is not
+the server's own (so a page in the browser cannot upload or ask cross-origin). docs/security.md
+says what each promises. Generation runs one request
 at a time (the backend's worker); others wait their turn, up to ``max_queue``, then get 503. A
-client that disconnects stops its generation at the next token. Errors are JSON
+client that disconnects stops its generation at the next token, even while nothing is being sent
+(an answer held back by the citation or shape checks). Errors are JSON
 ``{"error": {"message", "type", "code"}}``: 4xx for requests that can be fixed, and a 500 without
 details (they go to the server log) for anything else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -35,11 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from assistant.assistant import Assistant
 from assistant.errors import AssistantError
@@ -56,12 +64,18 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 class ServerSettings:
     """The ``server:`` section of config.yaml."""
 
-    max_upload_mb: float = 20.0  # larger uploads get 413
+    max_upload_mb: float = 20.0  # per file; a larger one gets 413 as soon as its bytes pass the limit
+    max_upload_files: int = 16  # files in one upload request; more get 413
     max_queue: int = 16  # requests generating or waiting; more get 503 with Retry-After
+    max_tokens: int = 4096  # the most a request may ask for; the model's window may allow fewer
+    max_stop: int = 4  # stop strings per request (OpenAI's limit); each is scanned at every token
+    max_stop_chars: int = 64  # characters per stop string
 
     def __post_init__(self):
-        if self.max_upload_mb <= 0 or self.max_queue < 1:
-            raise ValueError("max_upload_mb must be positive and max_queue at least 1")
+        if self.max_upload_mb <= 0 or self.max_queue < 1 or self.max_upload_files < 1:
+            raise ValueError("max_upload_mb must be positive, max_queue and max_upload_files at least 1")
+        if self.max_tokens < 1 or self.max_stop < 0 or self.max_stop_chars < 1:
+            raise ValueError("max_tokens and max_stop_chars must be at least 1, max_stop at least 0")
 
 
 class ChatMessage(BaseModel):
@@ -135,6 +149,8 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
 
     if api_key:
         app.add_middleware(_RequireKey, api_key=api_key)
+    else:
+        app.add_middleware(_LoopbackOnly)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -188,7 +204,14 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
         mode, adapter, raw = await run_in_threadpool(_parse_model, assistant, body.model)
-        overrides = {"max_tokens": body.max_completion_tokens or body.max_tokens, "temperature": body.temperature,
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        if max_tokens is not None and max_tokens > settings.max_tokens:
+            # the answer's room is what the window leaves after the prompt (the documents come first);
+            # a bigger request would hold the one worker for minutes
+            raise _ApiError(400, f"max_tokens {max_tokens} is over this server's limit of {settings.max_tokens} "
+                                 f"(server.max_tokens in config.yaml)", "max_tokens_too_large")
+        _check_stop(body.stop, settings)
+        overrides = {"max_tokens": max_tokens, "temperature": body.temperature,
                      "top_p": body.top_p, "stop": body.stop, "seed": body.seed}
         cancel = threading.Event()
         if raw:
@@ -206,9 +229,13 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
             items = assistant.stream(turns[-1].text(), mode=mode, adapter=adapter, history=history, cancel=cancel,
                                      **overrides)
         admit()
+        # The answer may be held back (the citation filter, the shape check) for many tokens before a
+        # piece is sent, and an await on the next piece notices no disconnect: a watcher does.
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(request, cancel))
         try:
             first = await run_in_threadpool(next, items, _END)  # errors here still become 4xx responses
         except BaseException:
+            watcher.cancel()
             release()
             cancel.set()
             raise
@@ -216,7 +243,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(
-                _sse(items, first, cancel, release, completion_id, body.model, include_usage),
+                _sse(items, first, cancel, _stop_watching(watcher, release), completion_id, body.model, include_usage),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             parts, final = [], None
@@ -230,6 +257,7 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
                     cancel.set()
                 item = await run_in_threadpool(next, items, _END)
         finally:
+            watcher.cancel()
             cancel.set()
             items.close()
             release()
@@ -251,29 +279,44 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
         return {"object": "list", "kb": assistant.kb_name, "data": [d.to_dict() for d in docs]}
 
     @app.post("/v1/kb/documents")
-    async def upload_documents(request: Request, file: list[UploadFile] = File(...)):
+    async def upload_documents(request: Request):
         limit = int(settings.max_upload_mb * 1024 * 1024)
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit * len(file) + 65536:
-            raise _ApiError(413, f"upload larger than {settings.max_upload_mb:g} MB per file", "too_large")
+        if declared and declared.isdigit() and int(declared) > limit * settings.max_upload_files + 65536:
+            raise _ApiError(413, f"upload larger than {settings.max_upload_mb:g} MB per file "
+                                 f"(server.max_upload_mb in config.yaml)", "too_large")
+        files = await _read_uploads(request, limit, settings)
         folder = uploads_dir(assistant)
         folder.mkdir(parents=True, exist_ok=True)
         saved = []
         try:
-            for upload in file:
+            for upload in files:
                 saved.append(await _save_upload(upload, folder, limit))
         except BaseException:
             for path, tmp in saved:
                 tmp.unlink(missing_ok=True)
             raise
-        paths = []
+        finally:
+            for upload in files:
+                await upload.close()
+        # Each upload goes in under its name with the file it replaces kept aside, so that a
+        # re-upload that fails to ingest puts the good file back (the KB still lists it).
+        paths, kept = [], {}
         for path, tmp in saved:
+            if path.exists():
+                keep = path.with_name(f".keep-{uuid.uuid4().hex[:8]}-{path.name}")
+                os.replace(path, keep)
+                kept[path] = keep
             os.replace(tmp, path)
             paths.append(path)
-        report = await run_in_threadpool(_ingest, assistant, paths)
+        try:
+            report = await run_in_threadpool(_ingest, assistant, paths)
+        except BaseException:
+            _restore(paths, kept, failed=set(paths))
+            raise
+        failed = {Path(f.source).resolve() for f in report.failed}
+        _restore(paths, kept, failed={p for p in paths if p.resolve() in failed})
         if report.failed and not (report.added or report.updated or report.unchanged):
-            for path in paths:
-                path.unlink(missing_ok=True)
             raise _ApiError(400, "; ".join(f"{Path(f.source).name}: {f.reason}" for f in report.failed), "ingest_failed")
         return {"kb": assistant.kb_name, **report.to_dict()}
 
@@ -323,6 +366,93 @@ def _raw_base_id(assistant: Assistant) -> str:
     """The id under which the bare generator is served: its name (a folder's last part)."""
     generator = getattr(assistant.backend, "generator", None) or getattr(assistant.backend, "model", None) or "base"
     return Path(str(generator)).name
+
+
+def _check_stop(stop: str | list[str] | None, settings: ServerSettings) -> None:
+    """400 for a stop list longer than ``server.max_stop`` or a stop string over ``server.max_stop_chars``."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(stops) > settings.max_stop:
+        raise _ApiError(400, f"stop has {len(stops)} strings; this server takes at most {settings.max_stop} "
+                             f"(server.max_stop in config.yaml)", "too_many_stops")
+    long = [s for s in stops if len(s) > settings.max_stop_chars]
+    if long:
+        raise _ApiError(400, f"a stop string has {len(long[0])} characters; this server takes at most "
+                             f"{settings.max_stop_chars} (server.max_stop_chars in config.yaml)", "stop_too_long")
+
+
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client goes away; ends when cancelled (the request finished)."""
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(0.1)
+
+
+def _stop_watching(watcher: "asyncio.Future", release):
+    def done():
+        watcher.cancel()
+        release()
+    return done
+
+
+def _restore(paths: list[Path], kept: dict[Path, Path], failed: set[Path]) -> None:
+    """Put back the files kept aside for uploads that failed to ingest; drop the others' copies."""
+    for path in paths:
+        keep = kept.get(path)
+        if path in failed:
+            if keep is not None:
+                os.replace(keep, path)
+            else:
+                path.unlink(missing_ok=True)
+        elif keep is not None:
+            keep.unlink(missing_ok=True)
+
+
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header or an origin's authority, without the port, lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_loopback(host: str) -> bool:
+    name = _host_name(host)
+    return name in _LOOPBACK_HOSTS or name.endswith(".localhost") or re.fullmatch(r"127(\.\d{1,3}){3}", name) is not None
+
+
+class _LoopbackOnly:
+    """ASGI middleware for a server without an API key: this machine's own clients only.
+
+    A Host header that is not a loopback name is refused (a DNS-rebinding page reaches us under
+    its own name), and so is an Origin other than the server's own (a page on another site may
+    send a simple cross-origin POST, such as a multipart upload, without any preflight).
+    Requests without an Origin (curl, SDKs) are not from a page and pass.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            problem = None
+            if not _is_loopback(host):
+                problem = (f"host {host!r} refused: without an API key this server answers only to localhost; "
+                           "start it with --api-key KEY to serve other hosts")
+            elif origin is not None and origin.decode("latin-1").lower() != f"{scope.get('scheme', 'http')}://{host}".lower():
+                problem = ("cross-origin request refused: without an API key this server accepts no requests "
+                           "from web pages of other origins; start it with --api-key KEY")
+            if problem:
+                await _error(403, problem, "forbidden_origin")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _RequireKey:
@@ -425,6 +555,45 @@ def sanitize_filename(name: str) -> str:
     if not stem:
         raise _ApiError(400, f"unusable file name {name!r}: give the upload a name like report.pdf", "bad_filename")
     return f"{stem}.{ext}" if ext else stem
+
+
+class _LimitedUploads(MultiPartParser):
+    """Starlette's multipart parser with the size limit checked as bytes arrive, per file, so an
+    oversized upload stops at the limit instead of being spooled to disk in full first."""
+
+    def __init__(self, headers, stream, limit: int, settings: ServerSettings):
+        super().__init__(headers, stream, max_files=settings.max_upload_files, max_fields=16)
+        self.limit, self.settings = limit, settings
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._part_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self._part_bytes += end - start
+        if self._part_bytes > self.limit:
+            raise _ApiError(413, f"an uploaded file is larger than the {self.settings.max_upload_mb:g} MB limit "
+                                 f"(server.max_upload_mb in config.yaml)", "too_large")
+        super().on_part_data(data, start, end)
+
+
+async def _read_uploads(request: Request, limit: int, settings: ServerSettings) -> list[UploadFile]:
+    """The ``file`` parts of a multipart request, each at most ``limit`` bytes (413 past it)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _ApiError(400, "upload documents as multipart/form-data with one or more 'file' fields", "invalid_upload")
+    try:
+        form = await _LimitedUploads(request.headers, request.stream(), limit, settings).parse()
+    except MultiPartException as exc:
+        status = 413 if "Too many files" in str(exc) else 400
+        hint = f" (server.max_upload_files in config.yaml is {settings.max_upload_files})" if status == 413 else ""
+        raise _ApiError(status, f"upload refused: {exc}{hint}", "invalid_upload") from None
+    files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
+    if not files:
+        for value in form.values():
+            if isinstance(value, UploadFile):
+                await value.close()
+        raise _ApiError(400, "no 'file' field in the upload: send the documents as multipart field 'file'", "invalid_upload")
+    return files
 
 
 async def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, Path]:

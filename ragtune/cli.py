@@ -203,8 +203,17 @@ def cmd_demo(args) -> int:
 # --- ui ------------------------------------------------------------------------------------
 
 def cmd_ui(args) -> int:
+    import signal
     import subprocess
 
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        print(f"error: the UI has no login: on {args.host} anyone who can reach it can read, change and delete "
+              f"your knowledge bases and adapters. Keep the default --host 127.0.0.1, or add --allow-remote "
+              f"if that network is yours alone", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving the UI on {args.host} without a login: anyone who can reach it can use it",
+              file=sys.stderr)
     app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     env = dict(os.environ, RAGTUNE_HOME=str(_workspace(args).home))
     # Streamlit itself runs headless: otherwise its first run stops at an e-mail prompt on stdin
@@ -220,7 +229,14 @@ def cmd_ui(args) -> int:
         import webbrowser
 
         threading.Timer(3.0, lambda: webbrowser.open(url)).start()  # no browser (a server): nothing happens
-    return subprocess.call(cmd, env=env)
+    child = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, frame):  # a service manager's SIGTERM must stop Streamlit too, not orphan it on the port
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, forward)
+    return child.wait()
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -351,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ui", "the Streamlit app on loopback")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other than loopback (the UI has no login: anyone who reaches it can use it)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     return parser
@@ -365,10 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.verbose:
-        # Library chatter is not ours to show: weight-loading bars for sub-second loads, and
-        # bitsandbytes announcing optional CPU kernels it falls back from.
+        # Library chatter is not ours to show: weight-loading bars for sub-second loads,
+        # bitsandbytes announcing optional CPU kernels it falls back from, and the kernels package
+        # saying on every import that offline mode skips its hub publisher check.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        logging.getLogger("kernels").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -25,8 +25,10 @@ GROUNDED_SYSTEM_PROMPT = (
 
 PLAIN_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
 
-# Fences that a document cannot close early: any occurrence inside the text is neutralised.
-_OPEN, _CLOSE = "<document", "</document>"
+# Fences that a document cannot close early: any tag inside the text that a reader (or a model)
+# could take for a fence, in any case or spacing (``</DOCUMENT>``, ``</document >``, ``< /document``),
+# loses its "<", so the only document tags left in a prompt are the ones format_context writes.
+_FENCE_TAG = re.compile(r"<(\s*/?\s*document\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Citation:
 
 
 def _clean(text: str) -> str:
-    return text.replace(_CLOSE, "</ document>").replace(_OPEN, "< document")
+    return _FENCE_TAG.sub(r"&lt;\1", text)
 
 
 Context = list[Chunk] | list[tuple[int, Chunk]]

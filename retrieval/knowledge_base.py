@@ -170,6 +170,15 @@ class KnowledgeBase:
             self._embedder = Embedder(self.embedder_name)
         return self._embedder
 
+    def use_embedder(self, embedder) -> None:
+        """Embed with ``embedder`` (an object with ``Embedder``'s ``name``, ``embed_documents`` and
+        ``embed_query``, e.g. LangChain embeddings wrapped by retrieval.langchain_adapter) instead of
+        loading a sentence-transformers model by name; its name must be the one the KB records."""
+        if embedder.name != self.embedder_name:
+            raise RetrievalError(f"knowledge base '{self.name}' was built with embedder {self.embedder_name!r}, "
+                                 f"not {embedder.name!r}; its vectors only match that embedder")
+        self._embedder = embedder
+
     # -- reading -------------------------------------------------------------------------
     @contextmanager
     def _read(self, with_index: bool = False) -> Iterator[StoreReader]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
+from ui.rendering import safe_markdown
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ def sanitize_filename(name: str) -> str:
 
 
 def passage_markdown(text: str, quote: bool = False) -> str:
-    """A retrieved passage as Markdown, its headings as bold lines rather than page-sized titles."""
-    lines = [re.sub(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", r"**\1**", line) for line in text.splitlines()]
+    """A retrieved passage as Markdown, its headings as bold lines rather than page-sized titles, and
+    its images and links inert (``ui.rendering.safe_markdown``)."""
+    lines = [re.sub(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", r"**\1**", line) for line in safe_markdown(text).splitlines()]
     if not quote:
         return "\n".join(lines)
     return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)

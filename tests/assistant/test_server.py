@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -235,3 +237,147 @@ def test_openai_compatible_backend_generates_through_a_ragtune_server(parrot_ser
     assert remote.modes_available()[2:] == [("tuned", "alpha"), ("hybrid", "alpha")]
     assert remote.answer("When?", mode="tuned", adapter="alpha").text == expected(parrot_answer).replace(" [1]", "")
     remote.close()
+
+
+# -- exposure without a key -------------------------------------------------------------------------
+
+@pytest.fixture
+def keyless_server(workspace, docs_kb, parrot_llama_path, fast_settings):
+    """A server without an API key (the default) over the DOCS KB; yields (url, assistant)."""
+    assistant = Assistant(workspace, generator=str(parrot_llama_path), settings=fast_settings)
+    with running(create_app(assistant)) as url:
+        yield url, assistant
+    assistant.close()
+
+
+def test_without_a_key_a_foreign_host_header_is_refused(keyless_server):
+    url, _ = keyless_server
+    rebound = httpx.get(url + "/v1/kb/documents", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 403 and "api-key" in rebound.json()["error"]["message"]
+    port = url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert httpx.get(url + "/v1/kb/documents", headers={"Host": host}).status_code == 200
+
+
+def test_without_a_key_a_cross_origin_upload_is_refused_and_adds_nothing(keyless_server):
+    url, served = keyless_server
+    files = {"file": ("notice.md", b"# Notice\n\nAll ferries are cancelled.", "text/markdown")}
+    response = httpx.post(url + "/v1/kb/documents", files=files, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    sources = [d["source"] for d in httpx.get(url + "/v1/kb/documents").json()["data"]]
+    assert not any(s.endswith("notice.md") for s in sources)
+    same_origin = httpx.get(url + "/v1/kb/documents", headers={"Origin": url})
+    assert same_origin.status_code == 200
+
+
+def test_with_a_key_any_host_is_served(parrot_server):
+    url, _ = parrot_server
+    response = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}", "Host": "api.example"})
+    assert response.status_code == 200
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+def _largest_open_temp_file(folder) -> int:
+    """The size of the largest file this process holds open under ``folder`` (deleted ones included)."""
+    largest = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder)):
+                largest = max(largest, os.stat(f"/proc/self/fd/{fd}").st_size)
+        except OSError:
+            pass
+    return largest
+
+
+def test_chunked_upload_over_the_limit_is_stopped_while_streaming(workspace, docs_kb, parrot_llama_path, tmp_path,
+                                                                 monkeypatch):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))  # where multipart parsing spools file parts
+    assistant = Assistant(workspace, generator=str(parrot_llama_path))
+    peak, done = [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _largest_open_temp_file(spool))
+            time.sleep(0.01)
+
+    def body():  # chunked: no Content-Length to refuse it by
+        yield (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="huge.md"\r\n'
+               b"Content-Type: text/markdown\r\n\r\n")
+        for _ in range(64):
+            yield b"x" * (1 << 20)
+        yield b"\r\n--b0undary--\r\n"
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    with running(create_app(assistant, settings=ServerSettings(max_upload_mb=1))) as url:
+        watcher.start()
+        try:
+            response = httpx.post(url + "/v1/kb/documents", content=body(), timeout=60,
+                                  headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
+            assert response.status_code == 413 and "server.max_upload_mb" in response.json()["error"]["message"]
+        except httpx.TransportError:
+            pass  # the server may close the connection while the client is still sending
+        finally:
+            done.set()
+            watcher.join()
+    assistant.close()
+    assert peak[0] <= 2 * 1024 * 1024, f"{peak[0]} bytes spooled for a 1 MB limit"
+    assert not any((workspace.home / "uploads" / "default").glob("*"))
+
+
+def test_failed_reupload_keeps_the_good_file_the_kb_lists(keyless_server):
+    url, served = keyless_server
+    good = b"# Lighthouse\n\nThe lighthouse keeper is Morwenna Trask."
+    first = httpx.post(url + "/v1/kb/documents", files={"file": ("light.md", good)})
+    assert first.status_code == 200, first.text
+    stored = served.ws.home / "uploads" / "default" / "light.md"
+    broken = httpx.post(url + "/v1/kb/documents", files={"file": ("light.md", b"\xff\xfe\x00\x00" * 4)})
+    assert broken.status_code == 400, broken.text
+    assert stored.read_bytes() == good
+    assert str(stored) in [d["source"] for d in httpx.get(url + "/v1/kb/documents").json()["data"]]
+    assert [p.name for p in stored.parent.iterdir()] == ["light.md"]
+
+
+# -- generation limits ----------------------------------------------------------------------------
+
+def test_max_tokens_near_the_window_keeps_the_retrieved_documents(client, parrot_answer):
+    response = client.chat.completions.create(model="ragtune-rag", max_tokens=2000,  # the parrot's window: 2048
+                                              messages=[{"role": "user", "content": "When does the ferry leave?"}])
+    assert response.model_extra["ragtune"]["context"], "the documents were dropped to make room for max_tokens"
+    assert response.choices[0].message.content == expected(parrot_answer)
+
+
+def test_max_tokens_over_the_server_cap_is_refused_naming_the_setting(client):
+    with pytest.raises(openai.BadRequestError, match="server.max_tokens"):
+        client.chat.completions.create(model="ragtune-rag", max_tokens=1_000_000,
+                                       messages=[{"role": "user", "content": "When does the ferry leave?"}])
+
+
+@pytest.mark.parametrize("stop, setting", [([f"s{i}" for i in range(20_000)], "server.max_stop"),
+                                           (["x" * 5000], "server.max_stop_chars")])
+def test_stop_list_over_the_caps_is_refused_naming_the_setting(client, stop, setting):
+    with pytest.raises(openai.BadRequestError, match=setting):
+        client.chat.completions.create(model="ragtune-rag", stop=stop,
+                                       messages=[{"role": "user", "content": "When does the ferry leave?"}])
+
+
+def test_disconnect_while_the_answer_is_held_back_stops_generation(workspace, docs_kb, tiny_llama_path):
+    from assistant.records import GenerationSettings
+
+    # "how many" asks for a count: the shape check holds the tiny model's answer back (it writes none),
+    # so nothing is sent while it generates
+    assistant = Assistant(workspace, generator=str(tiny_llama_path),
+                          settings=GenerationSettings(max_tokens=1500, min_score=-1.0, unknown_terms=-1.0))
+    with running(create_app(assistant)) as url:
+        body = {"model": "ragtune-rag", "stream": True,
+                "messages": [{"role": "user", "content": "How many ferries leave the harbour each weekday?"}]}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=2)
+        deadline = time.time() + 20
+        while not assistant.backend.finished["cancelled"] and time.time() < deadline:
+            time.sleep(0.05)
+    assert assistant.backend.finished["cancelled"] == 1
+    assert assistant.backend.finished["length"] == 0  # not run to max_tokens first
+    assistant.close()

@@ -7,12 +7,14 @@ when Chromium or its driver is not installed: ``make browser-deps`` installs the
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -119,3 +121,84 @@ def test_question_in_the_browser_gets_an_answer_whose_citation_expands_to_its_pa
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", expander)
     shot = tmp_path / "chat-citation.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+@pytest.fixture
+def leak_server():
+    """A loopback HTTP server standing in for an outside host; yields (url, list of the paths it was asked for)."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_image_in_a_cited_passage_is_not_fetched_by_the_browser(ui_workspace, leak_server, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ingest.pipeline import ingest_paths
+    from retrieval.knowledge_base import KnowledgeBase
+
+    leak_url, asked = leak_server
+    doc = tmp_path / "docs" / "office.md"
+    doc.parent.mkdir()
+    # an image and a link in the passage the answer cites: showing it must fetch neither
+    doc.write_text("# Harbour office\n\nThe Harbour office opened in 1998 on Quay Street, next to the ferry ramp. "
+                   f"![map]({leak_url}/leak.png?kb=secret) See [the plan]({leak_url}/plan) or {leak_url}/bare.\n",
+                   encoding="utf-8")
+    with KnowledgeBase.open(ui_workspace.kb_path("default"), embedder=str(ui_workspace.config()["models"]["embedder"]),
+                            create=True) as kb:
+        assert ingest_paths(kb, [doc], progress=False).added == [str(doc)]
+    port = _free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ragtune", "ui", "--port", str(port), "--headless"],
+                                env=dict(os.environ, RAGTUNE_HOME=str(ui_workspace.home)), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        browser.get(url)
+        wait = WebDriverWait(browser, 180)
+        box = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid='stChatInputTextArea']")))
+        box.send_keys("When did the Harbour office open?")
+        box.send_keys(Keys.ENTER)
+
+        def citation(driver):
+            for summary in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stExpander'] summary"):
+                if any(line.strip().startswith("[1]") for line in summary.text.splitlines()):
+                    return summary
+            return False
+
+        summary = wait.until(citation)
+        summary.click()
+        expander = summary.find_element(By.XPATH, "ancestor::*[@data-testid='stExpander'][1]")
+        wait.until(lambda _: "opened in 1998" in expander.text)
+        time.sleep(2)  # time for an image request to arrive, if one were made
+        assert asked == [], f"the browser fetched {asked}"
+        assert not [img for img in browser.find_elements(By.TAG_NAME, "img") if leak_url in (img.get_attribute("src") or "")]
+        assert not [a for a in browser.find_elements(By.TAG_NAME, "a") if leak_url in (a.get_attribute("href") or "")]
+        assert "image not shown" in expander.text and f"{leak_url}/leak.png" in expander.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

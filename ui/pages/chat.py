@@ -6,6 +6,7 @@ import html
 
 import streamlit as st
 
+from ui.rendering import safe_markdown
 from ui.session import choose_kb, get_assistant, open_kb, passage_markdown, reported_errors, start_warm_up, workspace
 
 MODE_HELP = {
@@ -157,7 +158,8 @@ elif kb is not None and documents == 0:
 
 for i, message in enumerate(history):
     with st.chat_message(message["role"]):
-        st.markdown(message["content"])
+        # an answer may repeat what a document told the model to write: nothing in it may load
+        st.markdown(safe_markdown(message["content"]) if message["role"] == "assistant" else message["content"])
         if message.get("answer") is not None:
             render_answer_details(message["answer"], kb, f"m{i}", show_context)
 
@@ -175,15 +177,17 @@ if question:
                 assistant.warm_up()  # instant once loaded: the assistant is cached across reruns
             turns = [{"role": m["role"], "content": m["content"]} for m in history]
 
-            def deltas():
+            # st.write_stream renders the raw text as Markdown: the whole answer so far is re-rendered
+            # made safe instead, since an image's syntax can arrive split across pieces
+            shown = st.empty()
+            with st.spinner("Thinking…", show_time=True):
+                said = ""
                 for item in assistant.stream(question, mode=mode, adapter=adapter, history=turns, **overrides):
                     if isinstance(item, str):
-                        yield item
+                        said += item
+                        shown.markdown(safe_markdown(said))
                     else:
                         final["answer"] = item
-
-            with st.spinner("Thinking…", show_time=True):
-                st.write_stream(deltas())
         loading.empty()
         answer = final.get("answer")
         if answer is not None:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from ui.arena import ArenaConfig, ArenaStore, leaderboard, pick_pair
 from ui.jobs import last_progress_bar, list_jobs, ragtune_command, readable_log, start_job, stop_job
+from ui.rendering import safe_markdown
 from ui.session import choose_kb, get_assistant, open_kb, reported_errors, save_upload, uploads_dir, workspace
 
 ALL_MODES = ["prompt", "rag", "tuned", "hybrid"]
@@ -217,7 +218,7 @@ with arena_tab:
             with column.container(border=True):
                 revealed = f" — `{battle[side]}`" if battle["vote"] else ""
                 st.markdown(f"**Answer {name}**{revealed}")
-                st.markdown(battle[f"{side}_answer"] or "*(empty answer)*")
+                st.markdown(safe_markdown(battle[f"{side}_answer"]) or "*(empty answer)*")
         if battle["vote"] is None:
             buttons = st.columns(4)
             for column, (vote, label) in zip(buttons, VOTE_LABELS.items()):

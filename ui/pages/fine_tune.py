@@ -8,6 +8,7 @@ import streamlit as st
 
 from ragtune.workspace import WorkspaceError, check_name
 from ui.jobs import list_jobs, ragtune_command, readable_log, start_job, stop_job
+from ui.rendering import safe_markdown
 from ui.session import choose_kb, reported_errors, save_upload, uploads_dir, workspace
 
 FORMATS = ["auto", "alpaca", "sharegpt", "messages"]
@@ -101,7 +102,7 @@ def show_examples(ws, path: Path, fmt: str) -> int | None:
             for message in example.messages:
                 with st.chat_message(message["role"] if message["role"] != "system" else "assistant",
                                      avatar=":material/settings:" if message["role"] == "system" else None):
-                    st.markdown(message["content"])
+                    st.markdown(safe_markdown(message["content"]))  # a dataset is often someone else's text
             if tokenizer is not None:
                 from finetune.datasets.encoding import render
 
