@@ -70,3 +70,33 @@ def test_open_at_passage_shows_the_document_with_the_passage_marked(ui_workspace
     assert not _errors(at)
     shown = " ".join(h.proto.body for h in at.get("html"))
     assert "<mark id='cited'>" in shown and "opened in 1998" in shown
+
+
+def _lora(ws, base, name):
+    """A LoRA adapter (zero B) saved with its manifest, as finetune/ saves one."""
+    from datetime import datetime, timezone
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from finetune.adapters import write_manifest
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])).save_pretrained(ws.adapters_dir / name)
+    write_manifest(ws.adapters_dir / name, {"name": name, "method": "lora", "base": str(base),
+                                            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def test_the_page_opens_on_rag_unless_the_kb_has_its_own_adapter(ui_workspace, office_kb, open_page, citing_llama_path):
+    from finetune.adapters import set_kb_default
+
+    _lora(ui_workspace, citing_llama_path, "general")
+    _lora(ui_workspace, citing_llama_path, "office-own")
+    at = open_page("chat")
+    assert at.sidebar.selectbox(key="chat_mode").value == "rag"  # an adapter trained elsewhere is not applied unasked
+
+    set_kb_default(ui_workspace, "default", "office-own", {"delta": 0.2})
+    at = open_page("chat")
+    assert at.sidebar.selectbox(key="chat_mode").value == "hybrid"
+    assert at.sidebar.selectbox(key="chat_adapter").value == "office-own"

@@ -6,6 +6,7 @@ import html
 
 import streamlit as st
 
+from finetune.adapters import kb_default_adapter
 from ui.rendering import safe_markdown
 from ui.session import choose_kb, get_assistant, open_kb, passage_markdown, reported_errors, start_warm_up, workspace
 
@@ -125,10 +126,19 @@ modes = list(dict.fromkeys(m for m, _ in pairs))
 if not modes:
     st.stop()
 order = [m for m in ("hybrid", "rag", "tuned", "prompt") if m in modes]
-mode = st.sidebar.selectbox("Mode", order, format_func=lambda m: f"{m} — {MODE_HELP.get(m, '')}", key="chat_mode")
+# The KB's own adapter (``ragtune adapt`` made it its default after it beat RAG-only there) answers
+# in hybrid; without one the page opens on rag: an adapter trained elsewhere is never applied unasked.
+own = kb_default_adapter(ws, kb_name) if kb_name else None
+own = own if ("hybrid", own) in pairs else None
+start = "hybrid" if own else "rag" if "rag" in order else order[0]
+mode = st.sidebar.selectbox("Mode", order, index=order.index(start),
+                            format_func=lambda m: f"{m} — {MODE_HELP.get(m, '')}", key="chat_mode")
 adapter = None
 if mode in ("tuned", "hybrid"):
-    adapter = st.sidebar.selectbox("Adapter", [a for m, a in pairs if m == mode], key="chat_adapter")
+    names = [a for m, a in pairs if m == mode]
+    adapter = st.sidebar.selectbox("Adapter", names, index=names.index(own) if own in names else 0,
+                                   format_func=lambda a: f"{a} (this KB's own)" if a == own else a,
+                                   key="chat_adapter")
 if not any(m in ("tuned", "hybrid") for m in modes):
     st.sidebar.caption("Train an adapter on the **Fine-tune** page to unlock the tuned and hybrid modes.")
 show_context = st.sidebar.toggle("Show retrieved context", value=False, key="chat_show_context")
