@@ -200,8 +200,8 @@ def targets(results: dict, k: int) -> list[dict]:
     row = results["splits"][split]
     out = []
     hybrid = row["retrieval"]["modes"]["hybrid"]
-    out.append({"target": f"{split}: answer-chunk rank-1 (hybrid search) >= {TARGET_RANK1}", "met": hybrid["rank1"] >= TARGET_RANK1,
-                "detail": _f(hybrid["rank1"])})
+    out.append({"target": f"{split}: answer-chunk rank-1 (hybrid search) >= {TARGET_RANK1}",
+                "met": hybrid["rank1"] >= TARGET_RANK1, "detail": _f(hybrid["rank1"])})
     out.append({"target": f"{split}: recall@{k} (hybrid search) >= {TARGET_RECALL5}",
                 "met": hybrid[f"recall@{k}"] >= TARGET_RECALL5, "detail": _f(hybrid[f"recall@{k}"])})
     answers = row.get("answers")
@@ -211,7 +211,8 @@ def targets(results: dict, k: int) -> list[dict]:
     for label, m in modes.items():
         if m["false_abstention_rate"] is not None and label != "prompt":
             out.append({"target": f"{split}: {label} false abstention <= {TARGET_FALSE_ABSTENTION}",
-                        "met": m["false_abstention_rate"] <= TARGET_FALSE_ABSTENTION, "detail": _f(m["false_abstention_rate"])})
+                        "met": m["false_abstention_rate"] <= TARGET_FALSE_ABSTENTION,
+                        "detail": _f(m["false_abstention_rate"])})
         out.append({"target": f"{split}: no {label} answer contains prompt markup", "met": m["markup_answers"] == 0,
                     "detail": f"{m['markup_answers']} answers"})
     if "rag" in modes:
@@ -224,7 +225,8 @@ def targets(results: dict, k: int) -> list[dict]:
                 out.append({"target": f"{split}: hybrid >= rag + {TARGET_LIFT} with 95% CI excluding zero",
                             "met": delta >= TARGET_LIFT and ci[0] is not None and ci[0] > 0,
                             "detail": f"{delta:+.2f}, CI [{_f(ci[0])}, {_f(ci[1])}]"})
-                out.append({"target": f"{split}: hybrid >= {TARGET_HYBRID}", "met": modes[label]["correctness"] >= TARGET_HYBRID,
+                out.append({"target": f"{split}: hybrid >= {TARGET_HYBRID}",
+                            "met": modes[label]["correctness"] >= TARGET_HYBRID,
                             "detail": _f(modes[label]["correctness"])})
             else:  # a pinned general adapter (hybrid:grounded) must not do worse than RAG-only
                 out.append({"target": f"{split}: {label} >= rag", "met": delta >= 0,
