@@ -207,8 +207,8 @@ class PgReader:
             self.conn.execute("SET LOCAL enable_bitmapscan = off")
         where, params = _prefix_filter(prefixes)
         rows = self._all(
-            f"SELECT c.id, (c.embedding <#> %s::public.vector) AS d FROM chunks c "
-            f"{'JOIN documents d ON d.id = c.document_id WHERE ' + where if where else ''} ORDER BY d LIMIT %s",
+            f"SELECT c.id, (c.embedding <#> %s::public.vector) AS dist FROM chunks c "
+            f"{'JOIN documents d ON d.id = c.document_id WHERE ' + where if where else ''} ORDER BY dist LIMIT %s",
             (_vector_text(vector), *params, int(n)))
         return [(int(i), -float(d)) for i, d in rows]
 
@@ -220,7 +220,7 @@ class PgReader:
         if not text:
             return []
         where, params = _prefix_filter(prefixes or [])
-        sql = (f"SELECT c.id, ts_rank(c.tsv, q, 1) AS r FROM chunks c, to_tsquery('{TEXT_CONFIG}', %s) q "
+        sql = (f"SELECT c.id, ts_rank(c.tsv, q, 1) AS r FROM to_tsquery('{TEXT_CONFIG}', %s) q, chunks c "
                f"{'JOIN documents d ON d.id = c.document_id ' if where else ''}WHERE c.tsv @@ q "
                f"{'AND ' + where if where else ''} ORDER BY r DESC, c.id LIMIT %s")
         rows = self._all(sql, (text, *params, int(n)))
