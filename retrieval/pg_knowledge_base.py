@@ -178,7 +178,7 @@ class PostgresKnowledgeBase(KnowledgeBase):
                                      "retry when the server is back") from None
 
     def _dense(self, reader: PgReader, qvec: np.ndarray, n: int, prefixes: list[str]) -> list[tuple[int, float]]:
-        approximate = self.settings.index == "hnsw" and reader.chunk_count_estimate() >= EXACT_BELOW
+        approximate = self.settings.index == "hnsw" and reader.has_at_least(EXACT_BELOW)
         return reader.dense(qvec, n, prefixes, approximate, self.settings.ef_search)
 
     def iter_chunks(self) -> Iterator[Chunk]:

@@ -174,6 +174,12 @@ class PgReader:
         estimate = self._one("SELECT reltuples::bigint FROM pg_class WHERE oid = 'chunks'::regclass")
         return int(estimate) if estimate >= 100_000 else int(self._one("SELECT count(*) FROM chunks"))
 
+    def has_at_least(self, n: int) -> bool:
+        """Whether ``n`` chunks are stored, reading at most ``n`` index entries (before ANALYZE has run too)."""
+        if self._one("SELECT reltuples::bigint FROM pg_class WHERE oid = 'chunks'::regclass") >= n:
+            return True
+        return int(self._one("SELECT count(*) FROM (SELECT 1 FROM chunks LIMIT %s) s", (int(n),))) >= n
+
     def is_empty(self) -> bool:
         return bool(self._one("SELECT NOT EXISTS (SELECT 1 FROM chunks)"))
 
@@ -251,8 +257,8 @@ class PgReader:
                             "WHERE n.nspname = current_schema() AND NOT i.indisvalid")
         problems += [f"index {name} is invalid (a build was interrupted); run: ragtune kb check again to rebuild"
                      for (name,) in invalid]
-        if index == "hnsw" and dims and not self.has_hnsw():
-            problems.append("the HNSW index is missing")
+        if index == "hnsw" and not self.has_hnsw() and self.has_at_least(EXACT_BELOW):
+            problems.append(f"the HNSW index is missing (the KB holds over {EXACT_BELOW} chunks)")
         return problems
 
     def has_hnsw(self) -> bool:
@@ -315,7 +321,11 @@ class PgWriter:
                 self._insert_document(doc, vecs, generation, now)
                 self._pause("mid-write")
             self._pause("before-commit")
-            if force_compact and self.index == "hnsw" and dimension:
+            # The HNSW index is built once the KB is big enough to use it: a build over the rows is
+            # ~10x faster than inserting them one by one into the graph (20k x 384: 7 s against 70 s), and
+            # below EXACT_BELOW searches scan exactly anyway. After that, each insert keeps it up.
+            if self.index == "hnsw" and dimension and (force_compact or upserts) and not self.reader.has_hnsw() \
+                    and (force_compact or self.reader.has_at_least(EXACT_BELOW)):
                 self._ensure_hnsw()
         return generation
 
@@ -335,8 +345,6 @@ class PgWriter:
             return current  # another writer fixed it while we waited for the row
         self.conn.execute(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE public.vector({int(dimension)})")
         self.conn.execute("UPDATE meta SET value = %s WHERE key = 'dimension'", (str(dimension),))
-        if self.index == "hnsw":
-            self._ensure_hnsw()  # built empty and then kept up by each insert
         return dimension
 
     def _ensure_hnsw(self) -> None:
