@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -144,6 +145,18 @@ def measure(work: Path, store: str, n: int, dim: int, dsn: str | None, queries: 
         got = [[int(h.chunk.chunk_id[1:].split("-")[0]) * PER_DOC + int(h.chunk.chunk_id.split("-")[1])
                 for h in search("x", q, mode="dense")] for q in qs]
         recall[kind] = float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth[kind])]))
+    sweep = {}
+    if store == "postgres":  # the recall/latency trade-off of hnsw.ef_search (kb.ef_search)
+        default = kb.settings
+        for ef in (40, 100, 200, 400):
+            kb.settings = replace(default, ef_search=ef)
+            t = time.perf_counter()
+            got = [[int(h.chunk.chunk_id[1:].split("-")[0]) * PER_DOC + int(h.chunk.chunk_id.split("-")[1])
+                    for h in search("x", q, mode="dense")] for q in qsets["random"]]
+            per_query = (time.perf_counter() - t) / len(got)
+            sweep[ef] = {"recall@10_random": round(float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth["random"])])), 3),
+                         "dense_mean_ms": round(1000 * per_query, 2)}
+        kb.settings = default
     exact_ms = None
     if store == "postgres":
         times = []
@@ -173,7 +186,7 @@ def measure(work: Path, store: str, n: int, dim: int, dsn: str | None, queries: 
             "recall@10_near": round(recall["near"], 3), "recall@10_random": round(recall["random"], 3),
             "exact_dense_p50_ms": round(exact_ms, 2) if exact_ms else None, "size_bytes": stats["size_bytes"],
             "size": stats["size_on_disk"], "add_one_doc_s": round(statistics.median(add), 3), "index": stats["index"],
-            "queries": queries}
+            "queries": queries, "ef_search_sweep": sweep}
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:
@@ -228,6 +241,9 @@ def main() -> int:
         print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
         for r in sorted(results.values(), key=lambda r: (r["chunks"], r["store"])):
             print("| " + " | ".join(str(r.get(c)) for c in cols) + " |")
+        for r in rows:
+            if r.get("ef_search_sweep"):
+                print(f"{r['store']} {r['chunks']} ef_search sweep (random queries): {json.dumps(r['ef_search_sweep'])}")
     return 0
 
 

@@ -282,3 +282,15 @@ def test_kill_9_during_a_write_leaves_the_old_state_and_a_clean_store(kb, store,
     write(after, [doc("/a", NEW["/a"], seed=1), doc("/c", NEW["/c"])], removals=["/b", "/z"])
     assert state(after) == NEW and after.check() == []
     after.close()
+
+
+def test_the_langchain_vector_store_adds_searches_and_deletes_with_metadata(text_kb):
+    from retrieval.langchain_adapter import KnowledgeBaseVectorStore
+
+    store = KnowledgeBaseVectorStore(text_kb)
+    texts = ["The ferry leaves at seven.", "Tickets cost four euros.", "The cafe closes at noon."]
+    assert store.add_texts(texts, metadatas=[{"page": 2}, {}, {"lang": "en"}], ids=["t1", "t2", "t3"]) == ["t1", "t2", "t3"]
+    assert store.similarity_search("Tickets cost four euros.", k=1, mode="dense")[0].id == "t2"
+    assert store.similarity_search("cafe noon", k=1, mode="bm25")[0].metadata["lang"] == "en"
+    assert store.delete(["t1"]) is True and store.get_by_ids(["t1"]) == []
+    assert text_kb.stats()["chunks"] == 2 and text_kb.check() == []
