@@ -62,8 +62,11 @@ def check_storable_dsn(dsn: str) -> None:
 
 def connect(dsn: str, schema: str, kb_name: str):
     """A connection whose search_path is the KB's schema (then public, where pgvector's type lives)."""
-    import psycopg  # the optional "postgres" extra
-
+    try:
+        import psycopg  # the optional "postgres" extra
+    except ImportError:
+        raise RetrievalError(f"knowledge base '{kb_name}' lives in PostgreSQL and psycopg is not installed; "
+                             "pip install 'ragtune[postgres]'") from None
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -169,6 +172,9 @@ class PostgresKnowledgeBase(KnowledgeBase):
         import psycopg
 
         with self._lock:
+            if self._conn.broken:  # the server restarted or dropped us: a long-lived server reconnects
+                self._conn = connect(self._dsn, self.schema, self.name)
+                self._reader = PgReader(self._conn)
             try:
                 with self._conn.transaction():
                     self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -173,3 +173,18 @@ def test_two_serve_processes_on_one_kb_see_a_document_added_through_either_withi
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_dropped_connection_is_one_error_and_the_next_search_reconnects(workspace, pg_dsn, pg_schema, pg_server_uri):
+    import psycopg
+
+    from .test_store_suite import doc, write
+
+    kb = KnowledgeBase.open(workspace.kb_path("k"), embedder="e", create=True, settings=pg_settings(pg_dsn, pg_schema))
+    write(kb, [doc("/a", ["alpha harbour"])])
+    pid = kb._conn.info.backend_pid
+    with psycopg.connect(pg_server_uri, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(RetrievalError, match="lost PostgreSQL for knowledge base 'k'"):
+        kb.search("harbour", mode="bm25")
+    assert kb.search("harbour", mode="bm25")[0].chunk.source == "/a"
