@@ -202,6 +202,29 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int
     return ids.tolist()
 
 
+def compare_recall(work: Path, dsn: str) -> dict:
+    """bench/retrieval.py's labelled recall@5 on the demo KB, once per store, and whether dense hits agree exactly."""
+    import shutil
+
+    from bench.retrieval import QUERIES, bench_recall
+    from retrieval.embedding import DEFAULT_EMBEDDER
+
+    queries = [json.loads(line)["query"] for line in QUERIES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out, dense = {}, {}
+    for store in ("sqlite", "postgres"):
+        folder = work / f"recall-{store}"
+        shutil.rmtree(folder, ignore_errors=True)
+        if store == "postgres":  # bench_recall opens kb-demo with create=True: the pointer makes it postgres
+            KnowledgeBase.open(folder / "kb-demo", embedder=DEFAULT_EMBEDDER, create=True, settings=KnowledgeBaseSettings(
+                store="postgres", dsn=dsn, pg_schema=f"recall_{time.time_ns()}")).close()
+        out[store] = {mode: row["all"]["recall@5"] for mode, row in bench_recall(folder, DEFAULT_EMBEDDER)["modes"].items()}
+        kb = KnowledgeBase.open(folder / "kb-demo")
+        dense[store] = [[h.chunk.chunk_id for h in kb.search(q, k=10, mode="dense")] for q in queries]
+    out["dense_top10_identical"] = sum(a == b for a, b in zip(dense["sqlite"], dense["postgres"]))
+    out["queries"] = len(queries)
+    return out
+
+
 def pg_server(work: Path) -> str:
     import pgserver
 
@@ -212,7 +235,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated chunk counts")
     parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--phase", choices=["build", "measure", "all"], default="all")
+    parser.add_argument("--phase", choices=["build", "measure", "all", "recall"], default="all",
+                        help="recall: bench/retrieval.py's labelled recall@5 on the demo KB in both stores (real embedder)")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="build: stop after this many seconds")
@@ -224,6 +248,15 @@ def main() -> int:
     if "postgres" in stores:
         os.environ["RAGTUNE_SCALE_DSN"] = pg_server(args.work)
         dsn = "env:RAGTUNE_SCALE_DSN"
+    if args.phase == "recall":
+        os.environ.setdefault("RAGTUNE_SCALE_DSN", pg_server(args.work))
+        row = compare_recall(args.work, "env:RAGTUNE_SCALE_DSN")
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results["recall-demo"] = row
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(row, indent=2))
+        return 0
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         for store in stores:
