@@ -22,7 +22,8 @@ EXAMPLES = {
     "models": "ragtune models            # list the generator and embedder, converting the embedded ones once",
     "ingest": "ragtune ingest docs/ notes.md --kb team      # add or update; unchanged files are skipped",
     "remove": "ragtune remove docs/old.pdf --kb team",
-    "kb": "ragtune kb list --json | ragtune kb stats | ragtune kb check",
+    "kb": "ragtune kb list --json | ragtune kb stats | ragtune kb check | "
+          "ragtune kb create team --store postgres --dsn env:RAGTUNE_PG_DSN | ragtune kb migrate team --to sqlite",
     "search": 'ragtune search "how do refunds work" -k 5 --mode hybrid --json',
     "train": "ragtune train data.jsonl --method lora --name style   |   ragtune train --from-kb default --name grounded",
     "adapt": "ragtune adapt team --exclude our-questions.jsonl   # train team's adapter; kept only if it beats RAG",
@@ -111,7 +112,9 @@ def cmd_kb(args) -> int:
     if args.kb_command == "names":
         _emit(args, ws.kb_names(), "\n".join(ws.kb_names()) or "(no knowledge bases)")
         return 0
-    kb = KnowledgeBase.open(ws.kb_path(args.kb))
+    if args.kb_command in ("create", "migrate"):
+        return _kb_create_or_migrate(args, ws)
+    kb = KnowledgeBase.open(ws.kb_path(args.name or args.kb))
     if args.kb_command == "list":
         docs = [d.to_dict() for d in kb.list_documents()]
         lines = [f"{d['chunks']:>5} chunks  {d['ingested_at'][:19]}  {d['source']}  ({d['title']})" for d in docs]
@@ -127,6 +130,31 @@ def cmd_kb(args) -> int:
               "ok: every chunk has its vector and no orphan vector remains" if not problems else "\n".join(problems))
         return 0 if not problems else 1
     raise AssertionError(args.kb_command)
+
+
+def _kb_create_or_migrate(args, ws) -> int:
+    from assistant.models import model_settings
+    from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseSettings
+    from retrieval.migrate import migrate_kb
+
+    path = ws.kb_path(args.name or args.kb)
+    store = args.store if args.kb_command == "create" else args.to
+    if args.kb_command == "migrate" and not store:
+        raise WorkspaceError("kb migrate needs --to postgres or --to sqlite")
+    overrides = {"store": store, "dsn": args.dsn, "pg_schema": args.schema, "index": args.index}
+    if store == "sqlite":  # the target's own settings, not config.yaml's postgres ones
+        overrides |= {"dsn": "", "pg_schema": ""}
+    settings = ws.settings(KnowledgeBaseSettings, "kb", overrides)
+    if args.kb_command == "migrate":
+        report = migrate_kb(path, settings)
+        _emit(args, report.to_dict(), report.summary_line())
+        return 0
+    embedder = args.embedder or (None if KnowledgeBase.exists(path) else model_settings(ws).embedder)
+    kb = KnowledgeBase.open(path, embedder=embedder, create=True, settings=settings)
+    stats = kb.stats()
+    _emit(args, stats, f"knowledge base '{stats['name']}': {stats.get('store', 'sqlite')}, {stats['documents']} "
+                       f"documents, {stats['chunks']} chunks, embedder {stats['embedder']}")
+    return 0
 
 
 def cmd_search(args) -> int:
@@ -273,7 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="document sources as listed by 'ragtune kb list' (folders remove all below)")
 
     p = add("kb", "inspect a knowledge base: list, stats, check, names", (common, kbopt))
-    p.add_argument("kb_command", choices=["list", "stats", "check", "names"])
+    p.add_argument("kb_command", choices=["list", "stats", "check", "names", "create", "migrate"])
+    p.add_argument("name", nargs="?", help="the knowledge base (instead of --kb)")
+    p.add_argument("--store", choices=["sqlite", "postgres"], help="create: where the KB lives (default: config.yaml kb.store, else sqlite)")
+    p.add_argument("--to", choices=["sqlite", "postgres"], help="migrate: the store to copy the KB into")
+    p.add_argument("--dsn", help="postgres: env:VARIABLE (recommended) or a postgresql:// URI without a password")
+    p.add_argument("--schema", help="postgres: the schema holding the KB (default ragtune_<name>)")
+    p.add_argument("--index", choices=["flat", "ivf", "hnsw"], help="create/migrate: flat (exact), ivf (sqlite) or hnsw (postgres)")
+    p.add_argument("--embedder", help="create: the embedder a new KB is fixed to (default: config.yaml models.embedder)")
 
     p = add("search", "ranked, citable chunks for a query", (common, kbopt))
     p.add_argument("query")

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LOCK_FILE = "write.lock"
+PG_POINTER = "postgres.json"  # in a KB folder: the KB lives in PostgreSQL (see pg_knowledge_base.py)
 PAUSE_ENV = "RAGTUNE_TEST_PAUSE_AT"  # test hook: comma-separated store pause points (see StoreWriter._pause)
 
 
@@ -42,17 +43,29 @@ PAUSE_ENV = "RAGTUNE_TEST_PAUSE_AT"  # test hook: comma-separated store pause po
 class KnowledgeBaseSettings:
     """The ``kb:`` section of config.yaml; fixed when a knowledge base is created."""
 
-    index: str = "flat"  # flat: exact search (fine to ~1M chunks); ivf: approximate, for millions of chunks
+    index: str = "flat"  # flat: exact search (fine to ~1M chunks); ivf (sqlite) / hnsw (postgres): approximate
     nprobe: int = 32  # ivf only: lists probed per query; higher raises recall and latency
     embed_context: bool = True  # embed each chunk with its document's title and heading path in front
     # ("Title > Setup > Install" + text): a chunk of a reference page rarely repeats what its heading
     # says. Only the vector sees it; stored text and offsets stay exact. KBs made before it: False.
+    store: str = "sqlite"  # sqlite: one folder on one machine; postgres: one database, many servers (docs/postgres.md)
+    dsn: str = ""  # postgres only: env:VARIABLE (kept out of files) or a postgresql:// URI without a password
+    pg_schema: str = ""  # postgres only: the schema holding this KB's tables (default ragtune_<name>)
+    ef_search: int = 100  # hnsw only: candidates visited per query; higher raises recall and latency
 
     def __post_init__(self):
-        if self.index not in ("flat", "ivf"):
-            raise ValueError(f"index must be 'flat' or 'ivf', got {self.index!r}")
+        if self.store not in ("sqlite", "postgres"):
+            raise ValueError(f"store must be 'sqlite' or 'postgres', got {self.store!r}")
+        allowed = ("flat", "ivf") if self.store == "sqlite" else ("flat", "hnsw")
+        if self.index not in allowed:
+            raise ValueError(f"index must be {' or '.join(repr(a) for a in allowed)} for a {self.store} store, "
+                             f"got {self.index!r}")
         if self.nprobe < 1:
             raise ValueError(f"nprobe must be at least 1, got {self.nprobe}")
+        if self.ef_search < 1:
+            raise ValueError(f"ef_search must be at least 1, got {self.ef_search}")
+        if self.store == "postgres" and not self.dsn:
+            raise ValueError("a postgres store needs a dsn: --dsn env:RAGTUNE_PG_DSN (or kb: {dsn: ...} in config.yaml)")
 
 
 _ADAPTER_CHUNKS = 50_000  # chunk vectors a query-adapter fit reads at most (a sample of a bigger KB)
@@ -85,6 +98,11 @@ class KnowledgeBase:
         life (saved in kb.sqlite and manifest.json) and a different one is an error.
         """
         path = Path(path)
+        if (path / PG_POINTER).is_file() or (create and settings is not None and settings.store == "postgres"
+                                             and not cls.exists(path)):
+            from retrieval.pg_knowledge_base import PostgresKnowledgeBase  # psycopg only for those who use it
+
+            return PostgresKnowledgeBase.open_folder(path, embedder, create, settings)
         if not cls.exists(path):
             if not create:
                 raise RetrievalError(f"no knowledge base '{path.name}' at {path}; "
@@ -113,6 +131,8 @@ class KnowledgeBase:
     @staticmethod
     def exists(path: Path | str) -> bool:
         """Whether ``path`` holds a knowledge base (a kb.sqlite whose creation committed)."""
+        if (Path(path) / PG_POINTER).is_file():
+            return True
         db = Path(path) / DB_NAME
         if not db.is_file():
             return False
@@ -220,8 +240,7 @@ class KnowledgeBase:
         with self._read(with_index=mode != "bm25") as reader:
             dense, sparse = [], []
             if mode in ("dense", "hybrid"):
-                allowed = reader.ids_with_source_prefix(prefixes) if prefixes else None
-                dense = self._index.search(qvec, pool, allowed)
+                dense = self._dense(reader, qvec, pool, prefixes)
             if mode in ("bm25", "hybrid"):
                 sparse = reader.bm25(fts_query(query), pool, prefixes)
             if mode == "dense":
@@ -242,6 +261,11 @@ class KnowledgeBase:
             chunks = reader.chunks_by_ids([i for i, _ in ranked])
         hits = [(chunks[i], s) for i, s in ranked if i in chunks]
         return [Hit(chunk=c, score=float(s), rank=r) for r, (c, s) in enumerate(hits, start=1)]
+
+    def _dense(self, reader: StoreReader, qvec: np.ndarray, n: int, prefixes: list[str]) -> list[tuple[int, float]]:
+        """(id, inner product) of the ``n`` nearest chunks, only under ``prefixes`` when given."""
+        allowed = reader.ids_with_source_prefix(prefixes) if prefixes else None
+        return self._index.search(qvec, n, allowed)
 
     def document_frequencies(self, words: list[str], prefix: bool = False) -> tuple[int, dict[str, int]]:
         """(number of chunks, {word: chunks containing it}): IDF weights for ``retrieval.focus``.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,33 @@ def real_generator_path(tmp_path_factory) -> Path:
 
     cache = Path(os.environ.get("RAGTUNE_TEST_MODELS", tmp_path_factory.mktemp("models")))
     return Path(resolve_generator(None, cache))
+
+
+@pytest.fixture(scope="session")
+def pg_server_uri(tmp_path_factory) -> str:
+    """A real PostgreSQL 16 with pgvector (the pgserver package), started in a tmp folder for the session.
+
+    Tests give every knowledge base its own schema, so they never see each other's rows."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver is not installed: `make install` installs it "
+                                                      "(requirements.txt) to run the PostgreSQL store tests")
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'ragtune[postgres]'")
+    # A short path: the server's unix socket lives in the folder and socket paths stop at 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="ragtune-pg-"))
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_dsn(pg_server_uri, monkeypatch) -> str:
+    """The DSN as a KB stores it (env:RAGTUNE_PG_DSN); the variable is set here and in subprocesses."""
+    monkeypatch.setenv("RAGTUNE_PG_DSN", pg_server_uri)
+    return "env:RAGTUNE_PG_DSN"
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    """A fresh schema name for one test's knowledge base."""
+    import uuid
+
+    return f"t_{uuid.uuid4().hex[:12]}"
