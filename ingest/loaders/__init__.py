@@ -38,7 +38,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(LOADERS)
 READER_VERSIONS: dict[Callable[[Path, str], ExtractedDocument], int] = {
     load_text: 1,
     load_markdown: 1,
-    load_html: 1,
+    load_html: 2,  # 2: lists nested past 8 levels share one indent (and no longer overflow the stack)
     load_pdf: 1,
     load_docx: 1,
 }

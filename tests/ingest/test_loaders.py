@@ -194,6 +194,17 @@ def test_deeply_nested_html_is_read(tmp_path):
     assert load_document(path).text == "deep text"
 
 
+def test_html_lists_nested_5000_levels_deep_are_read_whole(tmp_path):
+    path = tmp_path / "deep-list.html"
+    depth = 5000
+    path.write_text("<html><body><ul>" + "".join(f"<li>level {i}<ul>" for i in range(depth))
+                    + "<li>bottom</li>" + "</ul></li>" * depth + "</ul><p>After the list.</p></body></html>")
+    lines = load_document(path).text.split("\n")
+    assert lines[0] == "- level 0" and lines[1] == "  - level 1"
+    assert lines[depth] == "                - bottom"  # deep levels share the deepest indent
+    assert lines[-1] == "After the list." and len(lines) == depth + 3
+
+
 def test_html_with_only_scripts_and_navigation_is_rejected(tmp_path):
     path = tmp_path / "app.html"
     path.write_text("<html><body><nav>Menu</nav><script>app()</script></body></html>")
