@@ -29,7 +29,7 @@ _WHITESPACE_RUN = re.compile(r"(?<=\S)\s")
 _NON_SPACE = re.compile(r"\S")
 # Characters of a section tokenized at a time: bounds chunking's memory to a few times the
 # file (token offsets cost ~100 bytes per token in Python) instead of ~100 times.
-WINDOW_CHARS = 1 << 20
+WINDOW_CHARS = 1 << 18
 # Chunks whose tokens are re-counted in one tokenizer call (the same bound, for _enforce_budget).
 _COUNT_BATCH = 1024
 
