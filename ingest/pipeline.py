@@ -53,7 +53,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
-    skipped: list[Failure] = field(default_factory=list)  # links in a folder that were not followed, and why
+    skipped: list[Failure] = field(default_factory=list)  # links (and unlistable folders) not followed, and why
     chunks_added: int = 0
     seconds: float = 0.0
 
@@ -68,7 +68,7 @@ class IngestReport:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
                  f"{len(self.removed)} removed", f"{len(self.failed)} failed"]
         if self.skipped:
-            parts.append(f"{len(self.skipped)} links skipped")
+            parts.append(f"{len(self.skipped)} skipped")
         return f"{', '.join(parts)}; {self.chunks_added} chunks embedded in {self.seconds:.1f}s"
 
 

@@ -308,7 +308,7 @@ def test_links_out_of_the_ingested_folder_are_not_read_and_are_named_in_the_repo
     assert sources(kb) == [str(docs / "refunds.md"), str(docs / "sub" / "office.txt")]
     assert {s.source for s in report.skipped} == {str(docs / "passwd.txt"), str(docs / "more")}
     assert all("outside the folder being ingested" in s.reason for s in report.skipped)
-    assert "2 links skipped" in report.summary_line() and report.to_dict()["skipped"]
+    assert "2 skipped" in report.summary_line() and report.to_dict()["skipped"]
     assert kb.search("harbour master", k=3, mode="bm25") == []
 
 
