@@ -1,6 +1,8 @@
 """Chunking speed and correctness: ragtune's offset-mapping chunker against LangChain's token splitter.
 
     .venv/bin/python bench/chunking.py            # prints a table, writes bench/results/chunking.json
+    .venv/bin/python bench/chunking.py --memory   # peak memory of load + chunk per file size, as a ratio
+                                                  # to the file: bench/results/chunking-memory.json
 
 Baseline, in the same process on the same texts and tokenizer (the embedded MiniLM's):
 ``RecursiveCharacterTextSplitter.from_huggingface_tokenizer(tok, chunk_size=256, chunk_overlap=32,
@@ -73,11 +75,77 @@ def run_langchain(tok, text: str) -> dict:
             "bad_offsets": bad}
 
 
+def measure_file(path: str) -> dict:
+    """In this (fresh) process: peak RSS growth while loading and chunking ``path``, after the tokenizer is loaded.
+
+    ru_maxrss counts the Rust tokenizer's memory too, which tracemalloc would not see.
+    """
+    import resource
+
+    from transformers import AutoTokenizer
+
+    from ingest.limits import IngestLimits
+    from ingest.loaders import load_document
+    from retrieval.embedding import resolve_embedder
+
+    tok = AutoTokenizer.from_pretrained(resolve_embedder(None))
+    tok("warm up the tokenizer", return_offsets_mapping=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    began = time.perf_counter()
+    doc = load_document(Path(path), limits=IngestLimits(max_file_mb=1024))
+    spans = chunk_document(doc, tok, ChunkingSettings(BUDGET, OVERLAP))
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"bytes": Path(path).stat().st_size, "chunks": len(spans), "seconds": seconds,
+            "peak_growth_bytes": peak - before, "bad_offsets": sum(doc.text[s.start:s.end] != s.text for s in spans)}
+
+
+def run_memory(sizes_mb: list[float], out: Path) -> int:
+    """One subprocess per size (a process's peak RSS only grows): print the table, write JSON."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mb in sizes_mb:
+            path = Path(tmp) / f"prose-{mb:g}MB.txt"
+            path.write_text(prose(int(mb * 1024 * 1024), True))
+            proc = subprocess.run([sys.executable, __file__, "--measure-file", str(path)], capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row["ratio"] = row["peak_growth_bytes"] / row["bytes"]
+            rows.append(row)
+            print(f"done: {mb:g} MB", file=sys.stderr)
+    header = f"{'file MB':>8} {'chunks':>8} {'seconds':>8} {'peak growth MB':>15} {'x file':>7} {'bad offsets':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['bytes'] / 2**20:8.1f} {r['chunks']:>8} {r['seconds']:8.1f} {r['peak_growth_bytes'] / 2**20:15.0f} "
+              f"{r['ratio']:7.1f} {r['bad_offsets']:>12}")
+    print("(load + chunk of prose with paragraphs; peak RSS growth after the tokenizer is loaded, ru_maxrss)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"budget": BUDGET, "overlap": OVERLAP, "rows": rows}, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "chunking.json"))
+    parser.add_argument("--out", default=None, help="JSON output (default: bench/results/chunking[-memory].json)")
     parser.add_argument("--quick", action="store_true", help="skip the 3 MB case (the baseline needs about a minute)")
+    parser.add_argument("--memory", action="store_true", help="measure peak memory against file size instead")
+    parser.add_argument("--sizes", default="5,20,50", help="with --memory: file sizes in MB (default: %(default)s)")
+    parser.add_argument("--measure-file", help=argparse.SUPPRESS)  # the --memory child process
     args = parser.parse_args()
+    if args.measure_file:
+        print(json.dumps(measure_file(args.measure_file)))
+        return 0
+    results = Path(__file__).parent / "results"
+    if args.memory:
+        sizes = [float(x) for x in args.sizes.split(",") if x.strip()]
+        return run_memory(sizes, Path(args.out or results / "chunking-memory.json"))
+    args.out = args.out or str(results / "chunking.json")
 
     import logging
 

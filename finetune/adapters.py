@@ -116,7 +116,16 @@ def get_adapter(ws: Workspace, name: str) -> AdapterInfo:
 def delete_adapter(ws: Workspace, name: str) -> AdapterInfo:
     """Remove the adapter folder called ``name``; returns what was deleted."""
     info = get_adapter(ws, name)
-    shutil.rmtree(info.path)
+    folder = ws.adapters_dir / name
+    root = ws.adapters_dir.resolve()
+    # info.path is resolved: an adapters/<name> link would otherwise delete its target, wherever it is.
+    if not info.path.is_relative_to(root) or info.path == root:
+        raise TrainError(f"adapter {name!r} is a link to {info.path}, outside the workspace's {root}; ragtune deletes "
+                         f"only folders inside it: remove the link yourself (rm {folder})")
+    if folder.is_symlink():  # a link to another folder in the workspace: the name goes, the target stays
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)
     log.info("deleted adapter %s (%s)", name, info.path)
     return info
 

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 MAX_CHARS_PER_TOKEN = 12
 _SENTENCE_END = frozenset(".!?;:")
 _WHITESPACE_RUN = re.compile(r"(?<=\S)\s")
+_NON_SPACE = re.compile(r"\S")
+# Characters of a section tokenized at a time: bounds chunking's memory to a few times the
+# file (token offsets cost ~100 bytes per token in Python) instead of ~100 times.
+WINDOW_CHARS = 1 << 18
+# Chunks whose tokens are re-counted in one tokenizer call (the same bound, for _enforce_budget).
+_COUNT_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -148,10 +154,40 @@ def _merge_bare_headings(sections: list[_Section], text: str) -> list[_Section]:
 
 
 def _split(text: str, start: int, end: int, tokenizer, budget: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, end) character spans of the chunks of ``text[start:end]``, each at most ``budget`` tokens."""
-    segment = text[start:end]
-    if not segment.strip():
+    """(start, end) character spans of the chunks of ``text[start:end]``, each at most ``budget`` tokens.
+
+    A long section is read in windows of about ``WINDOW_CHARS``: each window's tokens give its
+    chunks up to the last one the window's end could cut short, and the next window starts where
+    that chunk starts. Memory stays bounded by the window (tokenizing 50 MB at once took 5 GB),
+    and the chunks are those one pass over the whole section would give, up to how the tokenizer
+    reads the first word of a window.
+    """
+    if _NON_SPACE.search(text, start, end) is None:
         return []
+    window_chars = max(WINDOW_CHARS, 4 * budget * MAX_CHARS_PER_TOKEN)  # always room for whole chunks
+    chunks: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        stop = end
+        if end - pos > window_chars:  # end the window where a whitespace run starts: no token is cut
+            match = _WHITESPACE_RUN.search(text, pos + window_chars, min(end, pos + 2 * window_chars))
+            stop = match.start() if match else pos + window_chars
+        found, resume = _split_window(text, pos, stop, tokenizer, budget, overlap, last=stop >= end)
+        chunks.extend(found)
+        if resume is None:
+            break
+        pos = max(resume, pos + 1)  # always forward, whatever the tokenizer's offsets
+    return chunks
+
+
+def _split_window(text: str, start: int, end: int, tokenizer, budget: int, overlap: int,
+                  last: bool) -> tuple[list[tuple[int, int]], int | None]:
+    """The chunks of ``text[start:end]`` and where the next window starts (None when ``last``).
+
+    Unless ``last``, the chunk that reaches the window's end is not emitted: the text after the
+    window could extend it, so the next window starts at its start instead.
+    """
+    segment = text[start:end]
     max_chars = budget * MAX_CHARS_PER_TOKEN
     units: list[tuple[int, int]] = []
     for s, e in _token_offsets(segment, tokenizer):
@@ -162,28 +198,30 @@ def _split(text: str, start: int, end: int, tokenizer, budget: int, overlap: int
             s += max_chars
         units.append((s, e))
     if not units:
-        return []
+        return [], None
     ends = [e for _, e in units]
     chunks: list[tuple[int, int]] = []
     i, n = 0, len(units)
     while i < n:
         j = min(i + budget, n)
         j = max(i + 1, bisect_right(ends, units[i][0] + max_chars, i, j))
+        if j == n and not last and i > 0:
+            return chunks, start + units[i][0]
         if j == n:
             k = n
         else:
             lowest = i + max(1, (j - i) // 2)
             k = max(range(lowest, j + 1), key=lambda m: (_boundary(segment, units, m), m))
         chunks.append((start + units[i][0], start + units[k - 1][1]))
-        if k >= n:
-            break
+        if k >= n:  # the window's last chunk; before the section's end only if no chunk fits in it whole
+            return chunks, None if last else start + units[-1][1]
         window = range(max(i + 1, k - overlap), k)
         if window:  # overlap: start at the earliest sentence start in the window, else word start
             best = max(window, key=lambda m: (min(_boundary(segment, units, m), 2), -m))
             i = best if _boundary(segment, units, best) else window.start
         else:
             i = k
-    return chunks
+    raise AssertionError("unreachable: the loop returns at its window's last chunk")
 
 
 def _token_offsets(segment: str, tokenizer, piece_chars: int = 32_768) -> list[tuple[int, int]]:
@@ -231,7 +269,10 @@ def _enforce_budget(spans: list[ChunkSpan], text: str, tokenizer, budget: int) -
     """
     if not spans:
         return spans
-    counts = [len(ids) for ids in tokenizer([s.text for s in spans], add_special_tokens=False, verbose=False)["input_ids"]]
+    counts: list[int] = []
+    for first in range(0, len(spans), _COUNT_BATCH):
+        batch = [s.text for s in spans[first:first + _COUNT_BATCH]]
+        counts += [len(ids) for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]]
     out: list[ChunkSpan] = []
     for span, count in zip(spans, counts):
         if count <= budget:

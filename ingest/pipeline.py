@@ -23,10 +23,11 @@ import numpy as np
 
 from ingest.chunking import ChunkingSettings, ChunkSpan, chunk_document
 from ingest.errors import IngestError
+from ingest.limits import IngestLimits
 from ingest.loaders import SUPPORTED_EXTENSIONS, ExtractedDocument, load_document, reader_version
 from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseWriter
 from retrieval.records import Chunk
-from retrieval.store import DocumentWrite
+from retrieval.store import DocumentWrite, StoreFullError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)  # links (and unlistable folders) not followed, and why
     chunks_added: int = 0
     seconds: float = 0.0
 
@@ -65,6 +67,8 @@ class IngestReport:
         """One human line: counts of each outcome, chunks and time."""
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
                  f"{len(self.removed)} removed", f"{len(self.failed)} failed"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
         return f"{', '.join(parts)}; {self.chunks_added} chunks embedded in {self.seconds:.1f}s"
 
 
@@ -86,21 +90,24 @@ class _Prepared:
 
 
 def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | os.PathLike], progress: bool = True,
-                 settings: ChunkingSettings | None = None) -> IngestReport:
+                 settings: ChunkingSettings | None = None, limits: IngestLimits | None = None) -> IngestReport:
     """Add new, replace changed and skip unchanged documents under ``paths`` (files or folders).
 
     A folder is read recursively (hidden files and folders skipped); documents stored from below
     it whose files have since been deleted are removed, so re-ingesting a folder syncs the KB to it.
+    Links inside a folder are followed only when they resolve inside it (``IngestReport.skipped``
+    names the others); ``limits`` (config section ``ingest``) refuse oversized and zip-bomb files.
     Raises KBLockedError if another process is writing to the KB; every per-file problem is
     reported in ``IngestReport.failed`` instead of raised.
     """
     started = time.perf_counter()
     settings = settings or ChunkingSettings()
+    limits = limits or IngestLimits()
     wanted = {"chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.overlap_tokens}
     report = IngestReport()
     files, folders = _expand(paths, report)
     with kb.writer() as writer:
-        gone = _vanished(writer.sources(), folders)
+        gone = _vanished(writer.sources(), folders, {link.source for link in report.skipped})
         if gone:
             writer.write(removals=gone)
             report.removed += gone
@@ -118,7 +125,7 @@ def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | os.PathLike], progress
                 continue
             todo.append(_Pending(path, source, sha, size, update=state is not None, settings=reading))
         if todo:
-            _load_embed_write(kb, writer, todo, settings, report, progress)
+            _load_embed_write(kb, writer, todo, settings, limits, report, progress)
     report.seconds = time.perf_counter() - started
     log.info("ingest into %s: %s", kb.name, report.summary_line())
     return report
@@ -127,12 +134,18 @@ def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | os.PathLike], progress
 def remove_documents(kb: KnowledgeBase, paths: Iterable[str | os.PathLike]) -> IngestReport:
     """Delete documents and their vectors, by source as ``kb list`` shows it or as ingested; a folder removes all below."""
     started = time.perf_counter()
+    paths = [str(raw) for raw in paths]
+    # "" is a prefix of every source (and abspath("") is the working directory): an empty
+    # variable in a script would remove everything. Refuse before touching anything.
+    if any(not raw.strip() for raw in paths):
+        raise IngestError(repr(next((raw for raw in paths if not raw.strip()), "")),
+                          "an empty or blank path would match every document; name the documents or folders "
+                          f"to remove (see: ragtune kb list --kb {kb.name})")
     report = IngestReport()
     with kb.writer() as writer:
         stored = writer.sources()
         removals: dict[str, None] = {}
         for raw in paths:
-            raw = str(raw)
             keys = {raw.rstrip(os.sep) or raw, os.path.abspath(os.path.expanduser(raw))}
             matched = [s for s in stored if s in keys or any(s.startswith(k + os.sep) for k in keys)]
             if not matched:
@@ -156,7 +169,10 @@ def _expand(paths: Iterable[str | os.PathLike], report: IngestReport) -> tuple[l
         source = os.path.abspath(path)
         if path.is_dir():
             folders.append(source)
-            found = _walk(path)
+            found, skipped = _walk(path)
+            for link in skipped:
+                log.warning("%s: %s", link.source, link.reason)
+            report.skipped += skipped
             if not found:
                 report.failed.append(Failure(str(raw), "no supported files in this folder (looked for "
                                                        f"{', '.join(sorted(SUPPORTED_EXTENSIONS))})"))
@@ -171,21 +187,65 @@ def _expand(paths: Iterable[str | os.PathLike], report: IngestReport) -> tuple[l
     return [(p, s) for s, p in files.items()], folders
 
 
-def _walk(folder: Path) -> list[Path]:
-    out = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith((".", "~$")):
+def _walk(folder: Path) -> tuple[list[Path], list[Failure]]:
+    """Supported files below ``folder`` (hidden ones skipped), and the links it did not follow.
+
+    One rule for links to files and to folders: follow a link only if it resolves inside
+    ``folder``. A link out of it (to /etc/passwd, say) would copy that file into the KB, where
+    search and the server hand it to anyone. Real folders are read before linked ones and each
+    once, so a file reached both ways keeps its real name and link loops end.
+    """
+    root = folder.resolve()
+    files: dict[Path, Path] = {}  # real path -> the path it is ingested under
+    linked_files: list[Path] = []
+    linked_folders: list[Path] = []
+    skipped: list[Failure] = []
+    seen: set[Path] = set()
+    stack = [folder]
+    while stack or linked_folders:
+        current = stack.pop() if stack else linked_folders.pop(0)
+        real = current.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Failure(os.path.abspath(current), f"cannot list the folder ({exc.strerror or exc})"))
+            continue
+        subfolders: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith((".", "~$")):
                 continue
-            if os.path.splitext(name)[1].lower() in SUPPORTED_EXTENSIONS:
-                out.append(Path(root) / name)
-    return out
+            path = Path(entry.path)
+            wanted = os.path.splitext(entry.name)[1].lower() in SUPPORTED_EXTENSIONS
+            if entry.is_symlink():
+                target = Path(os.path.realpath(path))
+                if not target.exists():
+                    if wanted:
+                        skipped.append(Failure(os.path.abspath(path), f"broken link to {target}; not followed"))
+                elif not target.is_relative_to(root):
+                    if wanted or target.is_dir():
+                        skipped.append(Failure(os.path.abspath(path), f"link to {target}, outside the folder "
+                                                                       f"being ingested ({folder}); not followed"))
+                elif target.is_dir():
+                    linked_folders.append(path)
+                elif wanted and target.is_file():
+                    linked_files.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                subfolders.append(path)
+            elif wanted and entry.is_file(follow_symlinks=False):
+                files.setdefault(path.resolve(), path)
+        stack.extend(reversed(subfolders))
+    for path in linked_files:
+        files.setdefault(path.resolve(), path)
+    return list(files.values()), skipped
 
 
-def _vanished(stored: list[str], folders: list[str]) -> list[str]:
-    """Stored documents under an ingested folder whose files no longer exist."""
-    return [s for s in stored if any(s.startswith(f + os.sep) for f in folders) and not os.path.exists(s)]
+def _vanished(stored: list[str], folders: list[str], skipped: set[str]) -> list[str]:
+    """Stored documents under an ingested folder whose files no longer exist, or are links no longer followed."""
+    return [s for s in stored if any(s.startswith(f + os.sep) for f in folders)
+            and (s in skipped or not os.path.exists(s))]
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -199,25 +259,35 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 
 def _load_embed_write(kb: KnowledgeBase, writer: KnowledgeBaseWriter, todo: list[_Pending], settings: ChunkingSettings,
-                      report: IngestReport, progress: bool) -> None:
+                      limits: IngestLimits, report: IngestReport, progress: bool) -> None:
     tokenizer = None
     batch: list[_Prepared] = []
+    done = 0  # items of ``todo`` loaded so far: on a full disk, the rest are reported as not stored
     with _Progress(sum(p.size for p in todo) or 1, len(todo), enabled=progress) as bar:
-        for item in todo:
-            doc = _guarded(item, report, bar, lambda: load_document(item.path, item.source))
-            if doc is None:
-                continue
-            if tokenizer is None:  # first document that loads: only now is the embedder worth loading
-                tokenizer = _tokenizer(kb, settings)
-            spans = _guarded(item, report, bar, lambda: _chunks(doc, tokenizer, settings))
-            if spans is None:
-                continue
-            batch.append(_Prepared(item, doc, spans))
-            if sum(len(p.spans) for p in batch) >= BATCH_CHUNKS:
+        try:
+            for item in todo:
+                done += 1
+                doc = _guarded(item, report, bar, lambda: load_document(item.path, item.source, limits))
+                if doc is None:
+                    continue
+                if tokenizer is None:  # first document that loads: only now is the embedder worth loading
+                    tokenizer = _tokenizer(kb, settings)
+                spans = _guarded(item, report, bar, lambda: _chunks(doc, tokenizer, settings))
+                if spans is None:
+                    continue
+                batch.append(_Prepared(item, doc, spans))
+                if sum(len(p.spans) for p in batch) >= BATCH_CHUNKS:
+                    _embed_and_write(kb, writer, batch, report, bar)
+                    batch = []
+            if batch:
                 _embed_and_write(kb, writer, batch, report, bar)
-                batch = []
-        if batch:
-            _embed_and_write(kb, writer, batch, report, bar)
+        except StoreFullError as exc:
+            # The failed transaction rolled back whole and every later one would fail the same way:
+            # stop, and name each document that is not in the KB (those stored before stay readable).
+            log.info("%s", exc)
+            reason = "not stored: the disk is full; free space and run the ingest again (stored documents are intact)"
+            for source in [p.pending.source for p in batch] + [p.source for p in todo[done:]]:
+                report.failed.append(Failure(source, reason))
 
 
 def _guarded(item: _Pending, report: IngestReport, bar: "_Progress", step):

@@ -77,6 +77,7 @@ def cmd_models(args) -> int:
 def cmd_ingest(args) -> int:
     from assistant.models import model_settings
     from ingest.chunking import ChunkingSettings
+    from ingest.limits import IngestLimits
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase, KnowledgeBaseSettings
 
@@ -86,7 +87,8 @@ def cmd_ingest(args) -> int:
     embedder = args.embedder or (None if KnowledgeBase.exists(path) else model_settings(ws).embedder)
     kb = KnowledgeBase.open(path, embedder=embedder, create=True, settings=ws.settings(KnowledgeBaseSettings, "kb"))
     report = ingest_paths(kb, args.paths, progress=not (args.quiet or args.json),
-                          settings=ws.settings(ChunkingSettings, "chunking"))
+                          settings=ws.settings(ChunkingSettings, "chunking"),
+                          limits=ws.settings(IngestLimits, "ingest"))
     _emit(args, report.to_dict(), report.summary_line())
     for failure in report.failed:
         print(f"error: {failure.source}: {failure.reason}", file=sys.stderr)
@@ -418,12 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.verbose:
-        # Library chatter is not ours to show: weight-loading bars for sub-second loads,
-        # bitsandbytes announcing optional CPU kernels it falls back from, and the kernels package
-        # saying on every import that offline mode skips its hub publisher check.
+        # Library chatter is not ours to show: weight-loading bars for sub-second loads, and
+        # bitsandbytes announcing optional CPU kernels it falls back from. Its import asks the
+        # `kernels` package for one (on CPUs with AVX512-BF16), which offline warns that it skips a
+        # "publisher trust check" for a kernel we never run: on every command that loads a model.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-        logging.getLogger("kernels").setLevel(logging.ERROR)
+        for name in ("bitsandbytes", "kernels"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -25,7 +25,8 @@ import yaml
 
 DEFAULT_HOME = "~/.ragtune"
 DEFAULT_KB = "default"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched with fullmatch: "$" would also accept a trailing newline, which then becomes part of a folder name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ class WorkspaceError(Exception):
 
 def check_name(name: str, what: str) -> str:
     """Return ``name`` if it is a safe folder name (letters, digits, '.', '_', '-'), else raise."""
-    if not _NAME.match(name or ""):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise WorkspaceError(
             f"invalid {what} name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )

@@ -24,6 +24,7 @@ wrong size is rebuilt from the SQLite vectors (no re-embedding). Nothing here us
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -519,6 +520,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class StoreFullError(RetrievalError):
+    """A write that found the disk full: rolled back whole, so the store holds what it held before."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full", or a FAISS snapshot write that ran out of space."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class StoreWriter:
     """The write side: one transaction per ``write`` call, each bumping the generation.
 
@@ -571,8 +583,15 @@ class StoreWriter:
             if force_compact or self._needs_compaction(conn):
                 new_snapshot = self._compact(conn, generation)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may already have rolled back (on SQLITE_FULL it can): a second ROLLBACK
+            # raises "no transaction is active" and buries the real error under it.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_disk_full(exc):
+                raise StoreFullError(f"knowledge base '{self.folder.name}': nothing of this write was stored, the disk "
+                                     f"(or SQLite's size limit) is full at {self.folder}; free space and run it "
+                                     "again (what was stored before stays readable)") from None
             raise
         if new_snapshot is not None:
             self._delete_old_snapshots()

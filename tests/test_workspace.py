@@ -40,3 +40,10 @@ def test_invalid_yaml_is_reported_with_its_path(tmp_path):
     ws.config_path.write_text("train: [unclosed\n")
     with pytest.raises(WorkspaceError, match="config.yaml"):
         ws.config()
+
+
+def test_a_kb_name_with_a_trailing_newline_is_refused_before_it_becomes_a_folder(tmp_path):
+    ws = Workspace.open(tmp_path)
+    with pytest.raises(WorkspaceError, match="invalid knowledge base name"):
+        ws.kb_path("team\n")
+    assert not (tmp_path / "kb").exists()

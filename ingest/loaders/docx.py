@@ -7,6 +7,8 @@ import zipfile
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.limits import IngestLimits
+from ingest.loaders.archive import check_zip
 from ingest.loaders.document import ExtractedDocument, sha256_of
 from ingest.loaders.text import read_bytes
 
@@ -14,14 +16,15 @@ _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy binary .doc (and encrypted .docx)
 
 
-def load_docx(path: Path, source: str) -> ExtractedDocument:
+def load_docx(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> ExtractedDocument:
     """A .docx file: paragraphs (headings as their own lines), lists as "- item", tables as "cell | cell" rows."""
-    data = read_bytes(path, source)
+    data = read_bytes(path, source, limits)
     if not data:
         raise IngestError(source, "empty file; nothing to ingest (add content or remove the file)")
     if data.startswith(_OLE_MAGIC):
         raise IngestError(source, "a legacy binary Word .doc or a password-protected .docx, not an Office Open XML "
                                   "document; open it in Word or LibreOffice and save it as an unprotected .docx")
+    check_zip(path, source, limits, ".docx")  # before python-docx inflates every part into memory
     try:
         with zipfile.ZipFile(path) as archive:
             if "word/document.xml" not in archive.namelist():

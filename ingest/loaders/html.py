@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.limits import IngestLimits
 from ingest.loaders.document import ExtractedDocument, sha256_of
 from ingest.loaders.text import decode_text, read_bytes
 
@@ -18,9 +19,9 @@ _BLOCKS = frozenset("""address article blockquote body caption center dd details
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
-def load_html(path: Path, source: str) -> ExtractedDocument:
+def load_html(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> ExtractedDocument:
     """A .html/.htm file: readable body text with headings as their own lines, titled by ``<title>``."""
-    data = read_bytes(path, source)
+    data = read_bytes(path, source, limits)
     if not data:
         raise IngestError(source, "empty file; nothing to ingest (add content or remove the file)")
     declared = _CHARSET.search(data[:4096])
@@ -90,7 +91,7 @@ class _Renderer:
                 self.inline.append("\n")
             elif child.name in ("ul", "ol"):
                 self.flush()
-                self.add("\n".join(_list_lines(child, 0)))
+                self.add("\n".join(_list_lines(child)))
             elif child.name == "table":
                 self.flush()
                 self.add("\n".join(_table_lines(child)))
@@ -125,24 +126,40 @@ class _Renderer:
         return "\n\n".join(self.blocks), tuple(headings)
 
 
-def _list_lines(lst, depth: int) -> list[str]:
-    """A ``<ul>``/``<ol>`` as "- item" / "1. item" lines, nested lists indented."""
+# Nesting deeper than this is drawn at this indent: the depth of a list carries no meaning for
+# retrieval, and indenting 5,000 levels would make the text grow with the square of the depth.
+MAX_LIST_INDENT = 8
+
+
+def _list_lines(lst) -> list[str]:
+    """A ``<ul>``/``<ol>`` as "- item" / "1. item" lines, nested lists indented.
+
+    Iterative (a stack of open lists), so a hostile page nested thousands of levels deep reads
+    like any other instead of exhausting Python's recursion limit and losing the whole document.
+    """
     from bs4.element import NavigableString, Tag
 
     lines: list[str] = []
-    for n, item in enumerate(lst.find_all("li", recursive=False), 1):
+    stack = [(lst.name, iter(enumerate(lst.find_all("li", recursive=False), 1)), 0)]
+    while stack:
+        kind, items, depth = stack[-1]
+        entry = next(items, None)
+        if entry is None:
+            stack.pop()
+            continue
+        n, item = entry
         parts, nested = [], []
         for child in item.children:
             if isinstance(child, Tag) and child.name in ("ul", "ol"):
                 nested.append(child)
             elif isinstance(child, (Tag, NavigableString)):
                 parts.append(child.get_text(" ") if isinstance(child, Tag) else str(child))
-        marker = f"{n}." if lst.name == "ol" else "-"
+        marker = f"{n}." if kind == "ol" else "-"
         label = _collapse(" ".join(parts))
         if label:
-            lines.append(f"{'  ' * depth}{marker} {label}")
-        for sub in nested:
-            lines.extend(_list_lines(sub, depth + 1))
+            lines.append(f"{'  ' * min(depth, MAX_LIST_INDENT)}{marker} {label}")
+        for sub in reversed(nested):  # the first nested list on top: read before the item's siblings
+            stack.append((sub.name, iter(enumerate(sub.find_all("li", recursive=False), 1)), depth + 1))
     return lines
 
 

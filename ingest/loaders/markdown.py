@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.limits import IngestLimits
 from ingest.loaders.document import ExtractedDocument, sha256_of
 from ingest.loaders.text import decode_text, read_bytes, require_text
 
@@ -16,9 +17,9 @@ _FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _INLINE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|[*_`]+")  # links/images keep their label; emphasis marks go
 
 
-def load_markdown(path: Path, source: str) -> ExtractedDocument:
+def load_markdown(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> ExtractedDocument:
     """A .md file: raw Markdown text, headings from ``#`` lines and ``===``/``---`` underlines."""
-    data = read_bytes(path, source)
+    data = read_bytes(path, source, limits)
     if not data:
         raise IngestError(source, "empty file; nothing to ingest (add content or remove the file)")
     text = require_text(decode_text(data, source), source, "only whitespace")

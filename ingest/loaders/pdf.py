@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.limits import IngestLimits
 from ingest.loaders.document import ExtractedDocument, sha256_of
 from ingest.loaders.text import read_bytes
 
@@ -19,9 +20,9 @@ log = logging.getLogger(__name__)
 PAGE_SEPARATOR = "\n\n"  # between pages; no page span covers it, so no chunk crosses it
 
 
-def load_pdf(path: Path, source: str) -> ExtractedDocument:
+def load_pdf(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> ExtractedDocument:
     """A .pdf file: extracted text of every page, page spans, metadata title, outline headings."""
-    data = read_bytes(path, source)
+    data = read_bytes(path, source, limits)
     if not data:
         raise IngestError(source, "empty file; nothing to ingest (add content or remove the file)")
     if b"%PDF-" not in data[:1024]:  # the spec allows the header anywhere in the first 1024 bytes

@@ -6,6 +6,7 @@ import codecs
 from pathlib import Path
 
 from ingest.errors import IngestError
+from ingest.limits import MB, IngestLimits, check_file_size
 from ingest.loaders.document import ExtractedDocument, sha256_of
 
 # Longest BOMs first: the UTF-32-LE BOM begins with the UTF-16-LE one.
@@ -20,10 +21,14 @@ _BOMS = (
 _BINARY_CONTROLS = frozenset(range(0x00, 0x09)) | {0x0B, 0x0E, 0x0F} | frozenset(range(0x10, 0x1B)) | {0x1C, 0x1D, 0x1E, 0x1F}
 
 
-def read_bytes(path: Path, source: str) -> bytes:
-    """The file's bytes, or an IngestError that says why they cannot be read."""
+def read_bytes(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> bytes:
+    """The file's bytes, or an IngestError that says why they cannot be read (or that they are over ``limits``)."""
     try:
-        return path.read_bytes()
+        check_file_size(path, source, limits)
+        with open(path, "rb") as fh:
+            data = fh.read(int(limits.max_file_mb * MB) + 1)  # a file that grew since the check is still capped
+        check_file_size(path, source, limits, len(data))
+        return data
     except IsADirectoryError:
         raise IngestError(source, "is a directory; pass files, or a folder to the ingest command") from None
     except PermissionError:
@@ -107,9 +112,9 @@ def require_text(text: str, source: str, what: str = "no text") -> str:
     return text
 
 
-def load_text(path: Path, source: str) -> ExtractedDocument:
+def load_text(path: Path, source: str, limits: IngestLimits = IngestLimits()) -> ExtractedDocument:
     """A .txt file: its decoded text, titled by the file stem."""
-    data = read_bytes(path, source)
+    data = read_bytes(path, source, limits)
     if not data:
         raise IngestError(source, "empty file; nothing to ingest (add content or remove the file)")
     text = require_text(decode_text(data, source), source, "only whitespace")

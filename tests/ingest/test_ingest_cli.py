@@ -203,3 +203,35 @@ def test_kill_9_at_random_moments_never_leaves_a_mixed_document(kb, tmp_path):
     report = ingest_paths(kb, [folder], progress=False)
     assert not report.failed and kb.check() == []
     assert all("v0term" in c.text for c in kb.iter_chunks())  # the last version written (attempt 5) is v0
+
+
+def test_remove_of_an_empty_path_is_one_error_line_and_keeps_every_document(kb, tmp_path):
+    doc = tmp_path / "ferry.md"
+    doc.write_text("# Ferry\n\nThe ferry leaves the harbour at seven.\n")
+    ingest_paths(kb, [doc], progress=False)
+    out = ragtune("remove", "")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert error_lines(out.stderr) == [out.stderr.strip()] and "empty or blank path" in out.stderr
+    assert [d.source for d in kb.list_documents()] == [str(doc)]
+
+
+def test_ingest_stderr_carries_no_kernel_publisher_trust_warning(workspace, tiny_embedder_path, tmp_path):
+    # bitsandbytes asks the `kernels` package for a CPU kernel at import; offline, kernels warns on
+    # every command. Only machines whose CPU has AVX512-BF16 take that path.
+    doc = tmp_path / "a.md"
+    doc.write_text("# A\n\nAll good.\n")
+    out = ragtune("ingest", str(doc), "--embedder", tiny_embedder_path, "-q", env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr
+    assert "publisher trust" not in out.stderr and "kernels" not in out.stderr
+
+
+def test_config_ingest_max_file_mb_refuses_a_large_file_in_one_line_naming_the_setting(kb, workspace, tmp_path):
+    workspace.config_path.write_text("ingest:\n  max_file_mb: 0.05\n")
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    small.write_text("The ferry leaves at seven.\n")
+    large.write_text("The ferry leaves at seven. " * 4000)
+    out = ragtune("ingest", str(small), str(large))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert error_lines(out.stderr) == [f"error: {large}: the file is 0.1 MB, over the limit of 0.05 MB (setting "
+                                       "ingest.max_file_mb); split it, or raise ingest.max_file_mb in config.yaml"]
+    assert [d.source for d in kb.list_documents()] == [str(small)]

@@ -194,6 +194,17 @@ def test_deeply_nested_html_is_read(tmp_path):
     assert load_document(path).text == "deep text"
 
 
+def test_html_lists_nested_5000_levels_deep_are_read_whole(tmp_path):
+    path = tmp_path / "deep-list.html"
+    depth = 5000
+    path.write_text("<html><body><ul>" + "".join(f"<li>level {i}<ul>" for i in range(depth))
+                    + "<li>bottom</li>" + "</ul></li>" * depth + "</ul><p>After the list.</p></body></html>")
+    lines = load_document(path).text.split("\n")
+    assert lines[0] == "- level 0" and lines[1] == "  - level 1"
+    assert lines[depth] == "                - bottom"  # deep levels share the deepest indent
+    assert lines[-1] == "After the list." and len(lines) == depth + 3
+
+
 def test_html_with_only_scripts_and_navigation_is_rejected(tmp_path):
     path = tmp_path / "app.html"
     path.write_text("<html><body><nav>Menu</nav><script>app()</script></body></html>")
@@ -444,3 +455,51 @@ def test_custom_source_names_the_file_in_errors(tmp_path):
     path = tmp_path / "a.txt"
     path.write_bytes(b"")
     assert _error(path, source="docs/a.txt").source == "docs/a.txt"
+
+
+# --- hostile and oversized files --------------------------------------------------------------
+
+def _padded_docx(path, build_docx, padding_mb: float):
+    """A real .docx whose document.xml carries ``padding_mb`` of spaces in a comment: a few KB deflated."""
+    source = build_docx(path.with_name("plain.docx"), [("h1", "Timetable"), ("p", "The ferry leaves at seven.")])
+    with zipfile.ZipFile(source) as original:
+        members = [(info, original.read(info)) for info in original.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for info, data in members:
+            if info.filename == "word/document.xml":
+                head, _, rest = data.partition(b"?>")
+                data = head + b"?><!--" + b" " * int(padding_mb * 1024 * 1024) + b"-->" + rest
+            bomb.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_a_docx_inflating_past_max_inflated_mb_is_refused_naming_the_setting(tmp_path, build_docx):
+    from ingest.limits import IngestLimits
+
+    path = _padded_docx(tmp_path / "bomb.docx", build_docx, padding_mb=3)
+    assert path.stat().st_size < 50_000
+    error = _error(path, limits=IngestLimits(max_inflated_mb=2, max_compression_ratio=10_000))
+    assert "ingest.max_inflated_mb" in error.reason and "refused" in error.reason
+
+
+def test_a_docx_member_compressed_past_max_compression_ratio_is_refused_naming_it(tmp_path, build_docx):
+    path = _padded_docx(tmp_path / "bomb.docx", build_docx, padding_mb=3)
+    error = _error(path)  # the default limits
+    assert "word/document.xml" in error.reason and "ingest.max_compression_ratio" in error.reason
+
+
+def test_a_genuine_docx_within_the_limits_still_loads(tmp_path, build_docx):
+    from ingest.limits import IngestLimits
+
+    path = _padded_docx(tmp_path / "padded.docx", build_docx, padding_mb=0.5)  # under the 1 MiB ratio floor
+    assert "ferry leaves at seven" in load_document(path, limits=IngestLimits(max_inflated_mb=2)).text
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html", ".pdf", ".docx"])
+def test_a_file_over_max_file_mb_is_refused_before_it_is_read_naming_the_setting(tmp_path, suffix):
+    from ingest.limits import IngestLimits
+
+    path = tmp_path / f"big{suffix}"
+    path.write_bytes(b"x" * 30_000)
+    error = _error(path, limits=IngestLimits(max_file_mb=0.02))
+    assert "over the limit of 0.02 MB (setting ingest.max_file_mb)" in error.reason

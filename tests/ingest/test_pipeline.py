@@ -8,6 +8,7 @@ import pytest
 
 import ingest.pipeline as pipeline
 from ingest.chunking import ChunkingSettings
+from ingest.errors import IngestError
 from ingest.loaders import load_document
 from ingest.pipeline import IngestReport, ingest_paths, remove_documents
 from retrieval.embedding import Embedder
@@ -228,7 +229,7 @@ def test_an_ingest_that_dies_between_batches_keeps_whole_documents_and_resumes(k
 def test_report_serializes_outcomes_and_failures_for_json(kb, docs, tmp_path):
     report = ingest_paths(kb, [docs, tmp_path / "nope.txt"], progress=False)
     data = report.to_dict()
-    assert set(data) == {"added", "updated", "unchanged", "removed", "failed", "chunks_added", "seconds"}
+    assert set(data) == {"added", "updated", "unchanged", "removed", "failed", "skipped", "chunks_added", "seconds"}
     assert data["failed"] == [{"source": str(tmp_path / "nope.txt"), "reason": "no such file or folder; check the path"}]
     assert report.summary_line().startswith("2 added, 0 updated, 0 unchanged, 0 removed, 1 failed; ")
     assert isinstance(IngestReport().to_dict()["seconds"], float)
@@ -260,3 +261,82 @@ def test_the_real_embedder_finds_a_paraphrase_densely_and_a_code_by_keyword(work
     assert hit.chunk.source == str(tmp_path / "lost.md") and hit.score > 0.25
     assert kb.search("CMP-2024-0137", k=1, mode="hybrid")[0].chunk.source == str(tmp_path / "complaints.md")
     assert kb.search("how heavy may a suitcase be", k=1, mode="hybrid")[0].chunk.source == str(tmp_path / "luggage.md")
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_removing_an_empty_or_blank_path_is_refused_and_removes_nothing(kb, docs, blank):
+    ingest_paths(kb, [docs], progress=False)
+    before = sources(kb)
+    with pytest.raises(IngestError, match="empty or blank path would match every document"):
+        remove_documents(kb, [str(docs / "refunds.md"), blank])
+    assert sources(kb) == before
+
+
+def test_a_full_disk_names_every_document_not_stored_and_keeps_the_kb_readable(kb, docs, tmp_path, monkeypatch):
+    import retrieval.store as store
+
+    ingest_paths(kb, [docs], progress=False)
+    real_connect = store.connect
+
+    def capped(db):  # SQLite's own page limit raises its real "database or disk is full"
+        conn = real_connect(db)
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+        return conn
+
+    monkeypatch.setattr(store, "connect", capped)
+    more = tmp_path / "more"
+    more.mkdir()
+    for n in range(3):
+        (more / f"part{n}.txt").write_text(" ".join(f"Crossing {n}-{i} leaves at dawn." for i in range(3000)))
+    report = ingest_paths(kb, [more], progress=False)
+    assert {f.source for f in report.failed} == {str(more / f"part{n}.txt") for n in range(3)}
+    assert all(f.reason.startswith("not stored: the disk is full") for f in report.failed)
+    assert report.added == []
+    monkeypatch.undo()
+    assert sources(kb) == [str(docs / "refunds.md"), str(docs / "sub" / "office.txt")]
+    assert kb.check() == [] and kb.search("fourteen days", k=1, mode="bm25")[0].chunk.source == str(docs / "refunds.md")
+
+
+def test_links_out_of_the_ingested_folder_are_not_read_and_are_named_in_the_report(kb, docs, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "private").mkdir(parents=True)
+    (outside / "secret.txt").write_text("root:x:0:0:the private key of the harbour master\n")
+    (outside / "private" / "diary.md").write_text("# Diary\n\nThe private harbour master diary.\n")
+    (docs / "passwd.txt").symlink_to(outside / "secret.txt")
+    (docs / "more").symlink_to(outside / "private", target_is_directory=True)
+    report = ingest_paths(kb, [docs], progress=False)
+    assert sources(kb) == [str(docs / "refunds.md"), str(docs / "sub" / "office.txt")]
+    assert {s.source for s in report.skipped} == {str(docs / "passwd.txt"), str(docs / "more")}
+    assert all("outside the folder being ingested" in s.reason for s in report.skipped)
+    assert "2 skipped" in report.summary_line() and report.to_dict()["skipped"]
+    assert kb.search("harbour master", k=3, mode="bm25") == []
+
+
+def test_links_that_stay_inside_the_ingested_folder_are_followed_for_files_and_folders(kb, docs):
+    hidden = docs / ".drafts"
+    hidden.mkdir()
+    (hidden / "ferry.md").write_text("# Ferry\n\nThe ferry leaves at seven.\n")
+    (docs / ".bus.txt").write_text("The bus meets every ferry.\n")
+    (docs / "drafts").symlink_to(hidden, target_is_directory=True)
+    (docs / "bus.txt").symlink_to(docs / ".bus.txt")
+    (docs / "office-again.txt").symlink_to(docs / "sub" / "office.txt")  # the real name wins: stored once
+    (docs / "loop").symlink_to(docs, target_is_directory=True)
+    report = ingest_paths(kb, [docs], progress=False)
+    assert report.skipped == [] and report.failed == []
+    assert sources(kb) == sorted([str(docs / "refunds.md"), str(docs / "sub" / "office.txt"),
+                                  str(docs / "drafts" / "ferry.md"), str(docs / "bus.txt")])
+
+
+def test_a_stored_link_that_now_points_out_of_the_folder_leaves_the_kb_on_the_next_ingest(kb, docs, tmp_path):
+    (docs / ".notes.txt").write_text("Bikes ride free on the early ferry.\n")
+    link = docs / "notes.txt"
+    link.symlink_to(docs / ".notes.txt")
+    ingest_paths(kb, [docs], progress=False)
+    assert str(link) in sources(kb)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("Not for the index.\n")
+    link.unlink()
+    link.symlink_to(outside)
+    report = ingest_paths(kb, [docs], progress=False)
+    assert [s.source for s in report.skipped] == [str(link)] and report.removed == [str(link)]
+    assert str(link) not in sources(kb)

@@ -229,3 +229,29 @@ def test_an_uninterrupted_writer_process_reaches_the_new_state(kb):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
     assert out.stdout.strip() == "DONE", out.stderr
     assert state(kb) == NEW and kb.check() == []
+
+
+def cap_database_growth(monkeypatch) -> None:
+    """Every new connection may not grow kb.sqlite: SQLite's own limit raises its real SQLITE_FULL
+    ("database or disk is full"), as a full disk does."""
+    real_connect = store.connect
+
+    def capped(db):
+        conn = real_connect(db)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
+        return conn
+
+    monkeypatch.setattr(store, "connect", capped)
+
+
+def test_a_write_that_finds_the_disk_full_is_one_store_full_error_and_keeps_the_old_state(kb, monkeypatch):
+    write(kb, [doc("/d/kept.txt", ["kept text"])])
+    cap_database_growth(monkeypatch)
+    big = doc("/d/big.txt", [f"chunk {i} " + "x" * 2000 for i in range(200)])
+    with pytest.raises(store.StoreFullError, match="nothing of this write was stored") as caught:
+        write(kb, [big])
+    assert str(caught.value.__context__) == "database or disk is full"  # not "cannot rollback - no transaction"
+    monkeypatch.undo()
+    assert [d.source for d in kb.list_documents()] == ["/d/kept.txt"]
+    assert kb.check() == []
