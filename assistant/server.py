@@ -622,6 +622,7 @@ async def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Pa
 def _ingest(assistant: Assistant, paths: list[Path]):
     from assistant.models import model_settings
     from ingest.chunking import ChunkingSettings
+    from ingest.limits import IngestLimits
     from ingest.pipeline import ingest_paths
     from retrieval.knowledge_base import KnowledgeBase
 
@@ -629,7 +630,8 @@ def _ingest(assistant: Assistant, paths: list[Path]):
     path = ws.kb_path(assistant.kb_name)
     embedder = None if KnowledgeBase.exists(path) else model_settings(ws).embedder
     with KnowledgeBase.open(path, embedder=embedder, create=True) as kb:
-        return ingest_paths(kb, [str(p) for p in paths], progress=False, settings=ws.settings(ChunkingSettings, "chunking"))
+        return ingest_paths(kb, [str(p) for p in paths], progress=False, settings=ws.settings(ChunkingSettings, "chunking"),
+                            limits=ws.settings(IngestLimits, "ingest"))
 
 
 def _remove(assistant: Assistant, source: str):

@@ -26,6 +26,7 @@ def ingest_with_progress(ws, kb, paths: list[Path], labels: list[str]) -> dict:
     """Ingest ``paths`` one by one under a progress bar (chunking from config.yaml, as ``ragtune ingest``);
     returns the merged report as a dict."""
     from ingest.chunking import ChunkingSettings
+    from ingest.limits import IngestLimits
     from ingest.pipeline import ingest_paths
 
     settings = ws.settings(ChunkingSettings, "chunking")
@@ -38,7 +39,8 @@ def ingest_with_progress(ws, kb, paths: list[Path], labels: list[str]) -> dict:
             remaining = (time.monotonic() - started) / i * (len(paths) - i)
             eta = f" · about {remaining:.0f} s left"
         bar.progress(i / len(paths), text=f"Ingesting {label} ({i + 1}/{len(paths)}){eta}")
-        report = ingest_paths(kb, [str(path)], progress=False, settings=settings).to_dict()
+        report = ingest_paths(kb, [str(path)], progress=False, settings=settings,
+                              limits=ws.settings(IngestLimits, "ingest")).to_dict()
         for key in merged:
             merged[key].extend(report.get(key) or [])
     bar.progress(1.0, text=f"Done: {len(paths)} file(s) in {time.monotonic() - started:.1f} s")
