@@ -460,8 +460,12 @@ class KnowledgeBase:
                       "vectors.<generation>.faiss": "FAISS snapshot derived from kb.sqlite; rebuilt if lost"},
         }
         tmp = self.path / f".{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path / MANIFEST)
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path / MANIFEST)
+        except OSError as exc:  # a full disk: the manifest is a readable copy, kb.sqlite stays the truth
+            tmp.unlink(missing_ok=True)
+            log.warning("%s not updated (%s); 'ragtune kb check' rewrites it once there is room", MANIFEST, exc)
 
 
 class KnowledgeBaseWriter:

@@ -193,3 +193,20 @@ def test_replacing_a_document_leaves_no_trace_of_its_old_chunks(filled_kb):
     assert "Gift cards cannot be refunded under any circumstances." not in texts
     assert filled_kb.check() == []
     assert filled_kb.stats()["chunks"] == 4
+
+
+def test_a_manifest_that_cannot_be_written_is_a_warning_not_a_failed_write(kb, monkeypatch, caplog):
+    import pathlib
+
+    real = pathlib.Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name.startswith(".manifest.json"):
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    write_docs(kb, {"a.md": ["The kiln fires at dawn."]})  # the writer's exit rewrites the manifest
+    assert [d.source for d in kb.list_documents()] == ["a.md"]
+    assert "not updated" in caplog.text and "No space left" in caplog.text
+    assert not list(kb.path.glob(".manifest.json.*.tmp"))
