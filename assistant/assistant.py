@@ -24,9 +24,10 @@ from assistant.copying import allowed_numbers
 from assistant.errors import AssistantError
 from assistant.generation import GenerationBackend, GenerationResult, make_backend
 from assistant.records import ADAPTER_MODES, MODES, RETRIEVAL_MODES, Answer, GenerationSettings
+from finetune.adapters import kb_default_adapter
 from ragtune.workspace import DEFAULT_KB, Workspace, WorkspaceError
-from retrieval.citations import (CITATION_PATTERN, MARKUP_STOPS, NO_ANSWER, format_context, grounded_messages, is_abstention,
-                                 numbered, plain_messages, resolve_citations, without_markup_numbers)
+from retrieval.citations import (CITATION_PATTERN, MARKUP_STOPS, NO_ANSWER, format_context, grounded_messages,
+                                 is_abstention, numbered, plain_messages, resolve_citations, without_markup_numbers)
 from retrieval.focus import answers_shape, asked_shapes, shaped_spans
 from retrieval.records import Chunk, Hit
 
@@ -350,7 +351,7 @@ class Assistant:
                 piece = filtered.feed(item)
                 if piece:
                     yield piece
-                if grounded and looping(text):  # closing the stream stops the backend at its next token
+                if grounded and settings.stop_loops and looping(text):  # closing the stream stops the backend at its next token
                     result = GenerationResult(text, self.backend.count_tokens(text), 0, "stop")
                     break
         tail = filtered.finish()
@@ -363,6 +364,13 @@ class Assistant:
         self.backend.close()
         if self._kb is not None:
             self._kb.close()
+
+
+def default_route(ws: Workspace, kb: str) -> tuple[str, str | None]:
+    """How knowledge base ``kb`` is answered when the caller names no mode or adapter: hybrid with the
+    KB's own adapter when ``ragtune adapt`` made one its default (it beat RAG-only there), else rag."""
+    adapter = kb_default_adapter(ws, kb)
+    return ("hybrid", adapter) if adapter else ("rag", None)
 
 
 def _no_evidence(mode: str, adapter: str | None, context: list[Hit], query: str, started: float,

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 
-from assistant.assistant import Assistant
+from assistant.assistant import Assistant, default_route
 from assistant.records import GenerationSettings
 from finetune.adapters import kb_default_adapter
 from ragtune.workspace import Workspace
@@ -27,10 +27,10 @@ def assistant_from_args(ws: Workspace, args) -> Assistant:
 def resolve_mode(ws: Workspace, args) -> tuple[str, str | None]:
     """(mode, adapter): --mode and --adapter as given; no --adapter takes the KB's default adapter (set by
     ``ragtune adapt`` only when it beat RAG-only on that KB), and no --mode is hybrid with an adapter, else rag."""
-    adapter = args.adapter
-    if not adapter and args.mode in (None, "tuned", "hybrid"):
-        adapter = kb_default_adapter(ws, args.kb)
-    return args.mode or ("hybrid" if adapter else "rag"), adapter
+    if args.mode is None and not args.adapter:
+        return default_route(ws, args.kb)
+    adapter = args.adapter or (kb_default_adapter(ws, args.kb) if args.mode in ("tuned", "hybrid") else None)
+    return args.mode or "hybrid", adapter
 
 
 def check_mode(assistant: Assistant, mode: str, adapter: str | None) -> None:

@@ -70,6 +70,9 @@ class GenerationSettings:
     answered again from only the sentences of the retrieved chunks that hold one. Streamed answers to
     such questions start later (after the first sentence with such a number or name) and never change
     once shown. False = stream at once, never answer again."""
+    stop_loops: bool = True
+    """In rag and hybrid, end an answer once it writes the same stretch of text three times in a row
+    ("- 10. - 10. - 10."): greedy decoding of a small model never leaves such a loop. False = run on."""
     history_turns: int = 1
     """Earlier user turns prepended to a follow-up question to form the retrieval query (0 = none)."""
     seed: int | None = None
@@ -96,6 +99,8 @@ class GenerationSettings:
             raise ValueError(f"unknown_terms must be a number (cosine similarity, -1 disables), got {self.unknown_terms!r}")
         if not isinstance(self.check_shape, bool):
             raise ValueError(f"check_shape must be true or false, got {self.check_shape!r}")
+        if not isinstance(self.stop_loops, bool):
+            raise ValueError(f"stop_loops must be true or false, got {self.stop_loops!r}")
         if not isinstance(self.copy_numbers, bool):
             raise ValueError(f"copy_numbers must be true or false, got {self.copy_numbers!r}")
         if not isinstance(self.history_turns, int) or self.history_turns < 0:

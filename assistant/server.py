@@ -8,7 +8,8 @@
     POST   /v1/kb/documents        multipart upload (field ``file``, repeatable), ingested at once
     DELETE /v1/kb/documents?source=...
 
-Model ids ``ragtune-<mode>[:<adapter>]`` answer the last user message with that mode (earlier
+Model id ``ragtune`` answers as the knowledge base is answered by default (hybrid with its own
+adapter when ``ragtune adapt`` made one its default, else rag). Model ids ``ragtune-<mode>[:<adapter>]`` answer the last user message with that mode (earlier
 turns are the history; system messages are ignored: the mode's prompt applies). The generator's
 own name and each adapter's name are also accepted and pass the messages to the model as they
 are, as vLLM would, so one ``ragtune serve`` can be another ragtune's ``--backend``.
@@ -49,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from assistant.assistant import Assistant
+from assistant.assistant import Assistant, default_route
 from assistant.errors import AssistantError
 from assistant.generation import GenerationResult
 from assistant.records import MODES, Answer
@@ -193,8 +194,11 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
     async def list_models():
         pairs = await run_in_threadpool(assistant.modes_available)
         created = int(time.time())
-        data = [{"id": model_id(mode, adapter), "object": "model", "created": created, "owned_by": "ragtune",
-                 "ragtune": {"mode": mode, "adapter": adapter}} for mode, adapter in pairs]
+        mode, adapter = await run_in_threadpool(default_route, assistant.ws, assistant.kb_name)
+        data = [{"id": DEFAULT_MODEL, "object": "model", "created": created, "owned_by": "ragtune",
+                 "ragtune": {"mode": mode, "adapter": adapter, "default": True}}]
+        data += [{"id": model_id(mode, adapter), "object": "model", "created": created, "owned_by": "ragtune",
+                  "ragtune": {"mode": mode, "adapter": adapter}} for mode, adapter in pairs]
         # the generator and each adapter as such, fed the messages unchanged (for another ragtune's --backend)
         raw = [(_raw_base_id(assistant), None)] + [(name, name) for mode, name in pairs if mode == "tuned"]
         data += [{"id": name, "object": "model", "created": created, "owned_by": "ragtune",
@@ -339,6 +343,11 @@ def create_app(assistant: Assistant, api_key: str | None = None, settings: Serve
     return app
 
 
+# The id that answers as the KB is answered by default: hybrid with its own adapter when ``ragtune adapt``
+# made one its default, else rag (assistant.default_route).
+DEFAULT_MODEL = "ragtune"
+
+
 def model_id(mode: str, adapter: str | None) -> str:
     """The API model id for a mode and adapter: ``ragtune-rag``, ``ragtune-hybrid:NAME``."""
     return f"ragtune-{mode}" + (f":{adapter}" if adapter else "")
@@ -346,6 +355,8 @@ def model_id(mode: str, adapter: str | None) -> str:
 
 def _parse_model(assistant: Assistant, model: str) -> tuple[str | None, str | None, bool]:
     """(mode, adapter, raw) for a model id; raw passes messages straight to the generator."""
+    if model == DEFAULT_MODEL:
+        return (*default_route(assistant.ws, assistant.kb_name), False)
     if model.startswith("ragtune-"):
         mode, _, adapter = model[len("ragtune-"):].partition(":")
         if mode in MODES:

@@ -60,8 +60,24 @@ def expected(parrot_answer):
 
 def test_models_lists_one_id_per_mode_and_adapter(client):
     ids = [m.id for m in client.models.list()]
-    assert ids[:4] == ["ragtune-prompt", "ragtune-rag", "ragtune-tuned:alpha", "ragtune-hybrid:alpha"]
+    assert ids[:5] == ["ragtune", "ragtune-prompt", "ragtune-rag", "ragtune-tuned:alpha", "ragtune-hybrid:alpha"]
     assert "alpha" in ids  # the adapter as such, for another ragtune's --backend
+
+
+def test_model_ragtune_answers_rag_until_the_kb_has_its_own_adapter(client, parrot_server):
+    from finetune.adapters import set_kb_default
+
+    ask = [{"role": "user", "content": "When does the ferry leave?"}]
+    default = client.models.list().data[0]
+    assert default.id == "ragtune" and default.model_extra["ragtune"] == {"mode": "rag", "adapter": None, "default": True}
+    assert client.chat.completions.create(model="ragtune", messages=ask).model_extra["ragtune"]["mode"] == "rag"
+    ws = parrot_server[1].ws
+    set_kb_default(ws, parrot_server[1].kb_name, "alpha", {"delta": 0.2})
+    try:
+        answer = client.chat.completions.create(model="ragtune", messages=ask).model_extra["ragtune"]
+        assert (answer["mode"], answer["adapter"]) == ("hybrid", "alpha")
+    finally:
+        set_kb_default(ws, parrot_server[1].kb_name, None)
 
 
 def test_completion_has_inline_citations_and_a_citations_field(client, parrot_answer):
@@ -367,9 +383,10 @@ def test_disconnect_while_the_answer_is_held_back_stops_generation(workspace, do
     from assistant.records import GenerationSettings
 
     # "how many" asks for a count: the shape check holds the tiny model's answer back (it writes none),
-    # so nothing is sent while it generates
+    # so nothing is sent while it generates (and it repeats itself: the loop stop would end it early)
     assistant = Assistant(workspace, generator=str(tiny_llama_path),
-                          settings=GenerationSettings(max_tokens=1500, min_score=-1.0, unknown_terms=-1.0))
+                          settings=GenerationSettings(max_tokens=1500, min_score=-1.0, unknown_terms=-1.0,
+                                                      stop_loops=False))
     with running(create_app(assistant)) as url:
         body = {"model": "ragtune-rag", "stream": True,
                 "messages": [{"role": "user", "content": "How many ferries leave the harbour each weekday?"}]}

@@ -6,7 +6,7 @@ import html
 
 import streamlit as st
 
-from finetune.adapters import kb_default_adapter
+from assistant.assistant import default_route
 from ui.rendering import safe_markdown
 from ui.session import choose_kb, get_assistant, open_kb, passage_markdown, reported_errors, start_warm_up, workspace
 
@@ -128,9 +128,9 @@ if not modes:
 order = [m for m in ("hybrid", "rag", "tuned", "prompt") if m in modes]
 # The KB's own adapter (``ragtune adapt`` made it its default after it beat RAG-only there) answers
 # in hybrid; without one the page opens on rag: an adapter trained elsewhere is never applied unasked.
-own = kb_default_adapter(ws, kb_name) if kb_name else None
-own = own if ("hybrid", own) in pairs else None
-start = "hybrid" if own else "rag" if "rag" in order else order[0]
+start, own = default_route(ws, kb_name) if kb_name else ("prompt", None)
+if (start, own) not in pairs:
+    start, own = ("rag" if "rag" in order else order[0]), None
 mode = st.sidebar.selectbox("Mode", order, index=order.index(start),
                             format_func=lambda m: f"{m} — {MODE_HELP.get(m, '')}", key="chat_mode")
 adapter = None
