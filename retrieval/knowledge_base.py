@@ -120,9 +120,7 @@ class KnowledgeBase:
         if int(meta.get("schema", 0)) != SCHEMA_VERSION:
             raise RetrievalError(f"knowledge base '{path.name}' has store schema {meta.get('schema')}, this ragtune "
                                  f"reads {SCHEMA_VERSION}; re-create it with: ragtune ingest PATH --kb NEW_NAME")
-        if embedder and not _same_embedder(embedder, meta["embedder"]):
-            raise RetrievalError(f"knowledge base '{path.name}' was built with embedder {meta['embedder']!r}, not "
-                                 f"{embedder!r}; its vectors only match that embedder. Use another --kb for a new one")
+        check_embedder(path.name, embedder, meta["embedder"])
         kb = cls(path, meta)
         if not (path / MANIFEST).exists():
             kb._write_manifest()
@@ -515,6 +513,13 @@ def _write_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def check_embedder(kb_name: str, asked: str | None, stored: str) -> None:
+    """RetrievalError when ``asked`` (if given) is not the embedder the KB's vectors were made with."""
+    if asked and not _same_embedder(asked, stored):
+        raise RetrievalError(f"knowledge base '{kb_name}' was built with embedder {stored!r}, not {asked!r}; its "
+                             "vectors only match that embedder. Use another --kb for a new one")
 
 
 def _same_embedder(a: str, b: str) -> bool:

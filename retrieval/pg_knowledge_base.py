@@ -26,7 +26,7 @@ from retrieval.embedding import DEFAULT_EMBEDDER
 from retrieval.errors import RetrievalError
 from retrieval.records import Chunk
 from retrieval.knowledge_base import (MANIFEST, PAUSE_ENV, PG_POINTER, KnowledgeBase, KnowledgeBaseSettings,
-                                      KnowledgeBaseWriter, _human_bytes, _now, _same_embedder)
+                                      KnowledgeBaseWriter, _human_bytes, _now, check_embedder)
 from retrieval.pg_store import (EXACT_BELOW, SCHEMA_VERSION, PgReader, PgWriter, _ident, default_schema,
                                 schema_sql)
 
@@ -133,9 +133,7 @@ class PostgresKnowledgeBase(KnowledgeBase):
         if int(meta.get("schema", 0)) != SCHEMA_VERSION:
             raise RetrievalError(f"knowledge base '{path.name}' has postgres store schema {meta.get('schema')}, this "
                                  f"ragtune reads {SCHEMA_VERSION}; migrate it with a matching ragtune")
-        if embedder and not _same_embedder(embedder, meta["embedder"]):
-            raise RetrievalError(f"knowledge base '{path.name}' was built with embedder {meta['embedder']!r}, not "
-                                 f"{embedder!r}; its vectors only match that embedder. Use another --kb for a new one")
+        check_embedder(path.name, embedder, meta["embedder"])
         kb = cls(path, meta, pointer, dsn)
         if not (path / MANIFEST).exists():
             kb._write_manifest()

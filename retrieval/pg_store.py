@@ -34,7 +34,7 @@ import numpy as np
 
 from retrieval.errors import RetrievalError
 from retrieval.records import Chunk, DocumentInfo
-from retrieval.store import DocumentWrite, row_to_chunk, _like_prefix
+from retrieval.store import DocumentWrite, _like_prefix, distinct_sources, row_to_chunk
 
 log = logging.getLogger(__name__)
 
@@ -299,9 +299,7 @@ class PgWriter:
 
     def write(self, upserts: list[DocumentWrite] = (), removals: list[str] = (), force_compact: bool = False) -> int:
         """Insert/replace ``upserts`` and delete ``removals`` atomically; return this write's generation."""
-        sources = [u.source for u in upserts]
-        if len(set(sources)) != len(sources):
-            raise ValueError(f"a write names a document twice: {sorted({s for s in sources if sources.count(s) > 1})}")
+        sources = distinct_sources(upserts)
         conn = self.conn
         with conn.transaction():
             # Per-source locks in one order: concurrent writers of different files never wait for

@@ -114,6 +114,14 @@ class DocumentWrite:
     metadata: dict | None = None
 
 
+def distinct_sources(upserts) -> list[str]:
+    """The sources of a write's documents; a source named twice is a programming error (ValueError)."""
+    sources = [u.source for u in upserts]
+    if len(set(sources)) != len(sources):
+        raise ValueError(f"a write names a document twice: {sorted({s for s in sources if sources.count(s) > 1})}")
+    return sources
+
+
 def connect(db: Path) -> sqlite3.Connection:
     """A connection in WAL mode (readers never block the writer), autocommit, usable across threads."""
     conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=60)
@@ -552,9 +560,7 @@ class StoreWriter:
         """Insert/replace ``upserts`` and delete the documents in ``removals`` atomically; return the generation."""
         from datetime import datetime, timezone
 
-        sources = [u.source for u in upserts]
-        if len(set(sources)) != len(sources):
-            raise ValueError(f"a write names a document twice: {sorted({s for s in sources if sources.count(s) > 1})}")
+        sources = distinct_sources(upserts)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
